@@ -1,0 +1,1 @@
+"""Outcrop: self-hosted batch inference speaking the Bedrock model invocation job API."""

@@ -1,0 +1,1 @@
+"""Object storage: one ObjectStore interface; local-directory buckets and S3."""

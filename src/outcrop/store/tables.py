@@ -1,0 +1,103 @@
+"""The job store's schema (SQLAlchemy Core). Alembic migrations must produce exactly this."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# Times are stored as integer microseconds since the epoch (UTC): portable across SQLite and
+# PostgreSQL, exact for keyset pagination, and cheap to compare.
+
+meta = Table(
+    "outcrop_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", String(128), primary_key=True),
+    # Kept in clear because SigV4 verification recomputes the signature with the secret.
+    Column("secret_access_key", String(128), nullable=False),
+    Column("account_id", String(12), ForeignKey("accounts.account_id"), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(12), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(20), nullable=False),
+    Column("job_name", String(63), nullable=False),
+    Column("model_id", String(2048), nullable=False),
+    Column("role_arn", String(2048), nullable=False),
+    Column("client_request_token", String(256)),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("message", Text),
+    Column("submit_us", BigInteger, nullable=False),
+    Column("last_modified_us", BigInteger, nullable=False),
+    Column("end_us", BigInteger),
+    Column("expiration_us", BigInteger, nullable=False),
+    Column("timeout_hours", Integer, nullable=False),
+    Column("invocation_type", String(16), nullable=False),
+    Column("input_s3_uri", String(1024), nullable=False),
+    Column("input_format", String(16)),
+    Column("input_bucket_owner", String(12)),
+    Column("output_s3_uri", String(1024), nullable=False),
+    Column("output_kms_key_id", String(2048)),
+    Column("output_bucket_owner", String(12)),
+    Column("vpc_config", Text),
+    Column("total_records", BigInteger),
+    Column("processed_records", BigInteger),
+    Column("success_records", BigInteger),
+    Column("error_records", BigInteger),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    UniqueConstraint("account_id", "client_request_token", name="uq_jobs_account_token"),
+    Index("ix_jobs_account_submit", "account_id", "submit_us", "job_id"),
+    Index("ix_jobs_account_status_submit", "account_id", "status", "submit_us", "job_id"),
+    Index("ix_jobs_status_submit", "status", "submit_us"),
+)
+
+job_tags = Table(
+    "job_tags",
+    metadata,
+    Column("job_id", String(12), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+job_transitions = Table(
+    "job_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(12), ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("message", Text),
+    Index("ix_job_transitions_job", "job_id", "id"),
+)
