@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     max_line_bytes: int = Field(16 * 1024**2, ge=1)
 
     # API
+    max_active_jobs_per_account: int = Field(1000, ge=1)
     default_max_results: int = Field(1000, ge=1, le=1000)
 
     @classmethod

@@ -64,7 +64,9 @@ def _check(shape: Shape, value: Any, path: str, out: _Collector) -> None:
         present = [k for k, v in value.items() if k in shape.members and v is not None]
         if meta.get("union") and len(present) != 1:
             names = ", ".join(shape.members)
-            out.add(None if not present else "...", path, f"Member must have exactly one of: {names}")
+            out.add(
+                None if not present else "...", path, f"Member must have exactly one of: {names}"
+            )
         for name in meta.get("required", []):
             if value.get(name) is None:
                 out.add(None, _join(path, name), "Member must not be null")
@@ -105,7 +107,9 @@ def _check(shape: Shape, value: Any, path: str, out: _Collector) -> None:
             out.add(value, path, "Member must be a timestamp")
 
 
-def _check_size(size: int, value: Any, path: str, meta: dict[str, Any], out: _Collector, what: str) -> None:
+def _check_size(
+    size: int, value: Any, path: str, meta: dict[str, Any], out: _Collector, what: str
+) -> None:
     if "min" in meta and size < meta["min"]:
         out.add(value, path, f"Member must have {what} greater than or equal to {meta['min']}")
     if "max" in meta and size > meta["max"]:

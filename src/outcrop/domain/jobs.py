@@ -105,9 +105,7 @@ def parse_job_identifier(identifier: str) -> JobRef | None:
     match = _JOB_ARN_RE.fullmatch(text)
     if match is None:
         return None
-    return JobRef(
-        job_id=match["job_id"], account_id=match["account"], region=match["region"]
-    )
+    return JobRef(job_id=match["job_id"], account_id=match["account"], region=match["region"])
 
 
 @dataclass(frozen=True)

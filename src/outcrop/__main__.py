@@ -1,0 +1,5 @@
+"""`python -m outcrop` runs the CLI."""
+
+from outcrop.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""The ASGI application: Bedrock routes under SigV4, request ids, and error mapping."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from outcrop.api.auth import Caller, SigV4Verifier
+from outcrop.api.bedrock import BedrockApi, json_body, split_job_path
+from outcrop.api.errors import handle_outcrop_error, handle_unexpected_error, wire_error
+from outcrop.errors import OutcropError, ValidationError
+
+
+class RequestIdMiddleware:
+    """Give every request an id and return it as x-amzn-RequestId, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-amzn-requestid", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _raw_path(request: Request) -> str:
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if raw else request.url.path
+
+
+def _raw_query(request: Request) -> str:
+    return bytes(request.scope.get("query_string", b"")).decode("latin-1")
+
+
+class BedrockRoutes:
+    """Glue between Starlette and BedrockApi: authenticate, parse, run the operation off the loop."""
+
+    def __init__(self, api: BedrockApi, verifier: SigV4Verifier) -> None:
+        self.api = api
+        self.verifier = verifier
+
+    async def _caller(self, request: Request) -> Caller:
+        body = await request.body()
+        return await run_in_threadpool(
+            self.verifier.verify,
+            request.method,
+            _raw_path(request),
+            _raw_query(request),
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
+            body,
+        )
+
+    async def create(self, request: Request) -> Response:
+        caller = await self._caller(request)
+        body = await json_body(request)
+        return await run_in_threadpool(self.api.CreateModelInvocationJob, caller, body)
+
+    async def list_jobs(self, request: Request) -> Response:
+        caller = await self._caller(request)
+        return await run_in_threadpool(
+            self.api.ListModelInvocationJobs, caller, _raw_query(request)
+        )
+
+    async def job(self, request: Request) -> Response:
+        caller = await self._caller(request)
+        identifier, is_stop = split_job_path(_raw_path(request))
+        if request.method == "GET" and not is_stop:
+            return await run_in_threadpool(self.api.GetModelInvocationJob, caller, identifier)
+        if request.method == "POST" and is_stop:
+            return await run_in_threadpool(self.api.StopModelInvocationJob, caller, identifier)
+        raise ValidationError(f"No operation matches {request.method} {_raw_path(request)[:200]}.")
+
+    def _body_op(
+        self, op: Callable[[Caller, dict[str, Any]], Response]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            caller = await self._caller(request)
+            body = await json_body(request)
+            return await run_in_threadpool(op, caller, body)
+
+        return endpoint
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/model-invocation-job", self.create, methods=["POST"]),
+            Route("/model-invocation-jobs", self.list_jobs, methods=["GET"]),
+            Route("/model-invocation-job/{rest:path}", self.job, methods=["GET", "POST"]),
+            Route("/tagResource", self._body_op(self.api.TagResource), methods=["POST"]),
+            Route("/untagResource", self._body_op(self.api.UntagResource), methods=["POST"]),
+            Route(
+                "/listTagsForResource",
+                self._body_op(self.api.ListTagsForResource),
+                methods=["POST"],
+            ),
+        ]
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return wire_error("UnknownOperationException", 404, "No operation matches this path.")
+    if exc.status_code == 405:
+        return wire_error(
+            "UnknownOperationException", 405, "This method is not allowed on this path."
+        )
+    return wire_error(
+        "ValidationException", exc.status_code if exc.status_code < 500 else 400, str(exc.detail)
+    )
+
+
+def create_app(
+    api: BedrockApi,
+    verifier: SigV4Verifier,
+    ready: Callable[[], bool] = lambda: True,
+    extra_routes: list[Any] | None = None,
+) -> ASGIApp:
+    """Build the API. The request-id wrapper sits outermost so even a 500 carries the id."""
+
+    async def healthz(_request: Request) -> Response:
+        return (
+            PlainTextResponse("ok") if ready() else PlainTextResponse("starting", status_code=503)
+        )
+
+    routes: list[Any] = [Route("/healthz", healthz, methods=["GET"])]
+    routes += BedrockRoutes(api, verifier).routes()
+    routes += extra_routes or []
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            OutcropError: handle_outcrop_error,
+            HTTPException: _http_error,
+            Exception: handle_unexpected_error,
+        },
+    )
+    return RequestIdMiddleware(app)

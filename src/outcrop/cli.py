@@ -1,0 +1,150 @@
+"""The `outcrop` command line: server-side commands (serve, migrate, credentials, accounts)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError as SettingsError
+from rich.console import Console
+
+from outcrop.config import Settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Outcrop: Bedrock-style batch inference."
+)
+accounts_app = typer.Typer(no_args_is_help=True, help="Manage accounts and their access keys.")
+app.add_typer(accounts_app, name="accounts")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory [env: OUTCROP_DATA_DIR]", show_default=False),
+]
+
+
+def build_settings(**flags: Any) -> Settings:
+    """Flags override environment variables, which override the config file."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**given)
+    except SettingsError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        err.print(f"[red]error:[/red] invalid configuration: {problems}")
+        raise typer.Exit(2) from None
+
+
+def _runtime(settings: Settings) -> Any:
+    from outcrop.runtime import Runtime
+
+    return Runtime.build(settings)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address [env: OUTCROP_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [env: OUTCROP_PORT]")] = None,
+    data_dir: DataDir = None,
+    engine: Annotated[
+        bool | None, typer.Option("--engine/--no-engine", help="Run the job engine in this process")
+    ] = None,
+    show_credentials: Annotated[
+        bool, typer.Option(help="Print the root secret key and an export line")
+    ] = False,
+) -> None:
+    """Run the API (and, by default, the engine) in one process."""
+    import uvicorn
+
+    settings = build_settings(host=host, port=port, data_dir=data_dir, engine=engine)
+    runtime = _runtime(settings)
+    ident = runtime.identity
+    endpoint = f"http://{settings.host}:{settings.port}"
+    out.print(
+        f"Outcrop listening on [bold]{endpoint}[/bold]  (account {ident.account_id}, region {settings.region})"
+    )
+    out.print(f"  access key id:     {ident.access_key_id}")
+    if ident.generated or show_credentials:
+        out.print(f"  secret access key: {ident.secret_access_key}")
+        out.print(
+            f"  export AWS_ACCESS_KEY_ID={ident.access_key_id} "
+            f"AWS_SECRET_ACCESS_KEY={ident.secret_access_key} "
+            f"AWS_DEFAULT_REGION={settings.region} AWS_ENDPOINT_URL_BEDROCK={endpoint}"
+        )
+    else:
+        out.print("  secret access key: (run `outcrop credentials` to show it)")
+    sys.stdout.flush()
+    config = uvicorn.Config(
+        runtime.asgi(),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        runtime.close()
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Apply database migrations (serve and worker also do this at start)."""
+    from outcrop.store.database import create_db_engine
+    from outcrop.store.database import migrate as run_migrations
+
+    settings = build_settings(data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = create_db_engine(settings.effective_database_url)
+    run_migrations(db)
+    db.dispose()
+    out.print("database is up to date")
+
+
+@app.command()
+def credentials(data_dir: DataDir = None) -> None:
+    """Show the root account's credentials and an export line to paste."""
+    settings = build_settings(data_dir=data_dir)
+    runtime = _runtime(settings)
+    ident = runtime.identity
+    runtime.close()
+    out.print(f"account id:        {ident.account_id}")
+    out.print(f"access key id:     {ident.access_key_id}")
+    out.print(f"secret access key: {ident.secret_access_key}")
+    out.print(
+        f"export AWS_ACCESS_KEY_ID={ident.access_key_id} AWS_SECRET_ACCESS_KEY={ident.secret_access_key} "
+        f"AWS_DEFAULT_REGION={settings.region}"
+    )
+
+
+@accounts_app.command("create")
+def accounts_create(name: str, data_dir: DataDir = None) -> None:
+    """Create an account with its own access key; prints the account id and key pair."""
+    from outcrop.identity import create_account
+
+    settings = build_settings(data_dir=data_dir)
+    runtime = _runtime(settings)
+    ident = create_account(runtime.store, name)
+    runtime.close()
+    out.print(f"account id:        {ident.account_id}")
+    out.print(f"access key id:     {ident.access_key_id}")
+    out.print(f"secret access key: {ident.secret_access_key}")
+
+
+@accounts_app.command("list")
+def accounts_list(data_dir: DataDir = None) -> None:
+    """List accounts."""
+    settings = build_settings(data_dir=data_dir)
+    runtime = _runtime(settings)
+    for account_id, name in runtime.store.list_accounts():
+        out.print(f"{account_id}  {name}")
+    runtime.close()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Job store: the JobStore interface and its SQLAlchemy implementation (SQLite, PostgreSQL)."""
