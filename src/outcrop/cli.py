@@ -61,6 +61,8 @@ def serve(
 
     settings = build_settings(host=host, port=port, data_dir=data_dir, engine=engine)
     runtime = _runtime(settings)
+    if settings.engine:
+        runtime.start_engine()
     ident = runtime.identity
     endpoint = f"http://{settings.host}:{settings.port}"
     out.print(
@@ -88,6 +90,31 @@ def serve(
     server = uvicorn.Server(config)
     try:
         server.run()
+    finally:
+        runtime.close()
+
+
+@app.command()
+def worker(data_dir: DataDir = None) -> None:
+    """Run the job engine only (no HTTP), until interrupted."""
+    import signal
+    import threading
+
+    settings = build_settings(data_dir=data_dir)
+    runtime = _runtime(settings)
+    engine = runtime.start_engine()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    out.print(f"Outcrop worker running (database {settings.effective_database_url.split('@')[-1]})")
+    try:
+        while not done.wait(1.0):
+            if (
+                not engine.running.is_set()
+                and engine._thread is not None
+                and not engine._thread.is_alive()
+            ):
+                raise typer.Exit(1)
     finally:
         runtime.close()
 

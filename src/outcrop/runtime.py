@@ -1,10 +1,10 @@
-"""Builds the process's parts from Settings once: database, store, identity, API app, engine."""
+"""Builds the process's parts from Settings once: database, store, identity, storage, API, engine."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine as DbEngine
 from starlette.types import ASGIApp
 
 from outcrop.api.app import create_app
@@ -12,17 +12,27 @@ from outcrop.api.auth import SigV4Verifier
 from outcrop.api.bedrock import BedrockApi, new_secret
 from outcrop.api.pagination import CursorCodec
 from outcrop.config import Settings
+from outcrop.domain.catalog import Catalog
+from outcrop.engine.engine import Engine, EngineSettings
+from outcrop.engine.job_runner import RunnerSettings
+from outcrop.engine.models import ModelCatalog
+from outcrop.engine.validate import Limits
 from outcrop.identity import Identity, ensure_root_identity
+from outcrop.storage.base import ObjectStore
+from outcrop.storage.factory import open_object_store
 from outcrop.store.database import create_db_engine, migrate
 from outcrop.store.sql import SqlJobStore
+from outcrop.store.work import WorkStore
 
 
 @dataclass
 class Runtime:
     settings: Settings
-    db: Engine
+    db: DbEngine
     store: SqlJobStore
     identity: Identity
+    engine: Engine | None = None
+    storage: ObjectStore | None = None
     ready: bool = field(default=False)
 
     @classmethod
@@ -34,8 +44,46 @@ class Runtime:
         identity = ensure_root_identity(settings, store)
         return cls(settings=settings, db=db, store=store, identity=identity)
 
+    def catalog(self) -> ModelCatalog:
+        models = ModelCatalog(Catalog.load(self.settings.catalog))
+        models.check()
+        return models
+
+    def start_engine(self) -> Engine:
+        """Create and start the engine thread (serve with the engine, or `outcrop worker`)."""
+        s = self.settings
+        storage = open_object_store(s.model_copy(update={"account_id": self.identity.account_id}))
+        self.storage = storage
+        work = WorkStore(self.store, Engine.new_owner(), s.lease_seconds)
+        engine_settings = EngineSettings(
+            max_jobs_in_progress=s.max_jobs_in_progress,
+            max_jobs_per_model=s.max_jobs_per_model,
+            shard_records=s.shard_records,
+            limits=Limits(
+                max_records_per_file=s.max_records_per_file,
+                max_records_per_job=s.max_records_per_job,
+                max_bytes_per_file=s.max_bytes_per_file,
+                max_bytes_per_job=s.max_bytes_per_job,
+                min_records_per_job=s.min_records_per_job,
+                max_line_bytes=s.max_line_bytes,
+            ),
+            runner=RunnerSettings(
+                shard_concurrency=s.shard_concurrency,
+                record_concurrency=s.record_concurrency,
+                progress_interval_s=s.progress_interval_s,
+                manifest_interval_s=s.manifest_interval_s,
+            ),
+            poll_interval_s=s.poll_interval_s,
+            lease_seconds=s.lease_seconds,
+            exclusive=self.db.dialect.name == "sqlite",
+        )
+        self.engine = Engine(work, storage, self.catalog(), engine_settings)
+        self.engine.start()
+        return self.engine
+
     def asgi(self) -> ASGIApp:
         secret = self.store.meta_value("cursor_secret", new_secret)
+        engine = self.engine
         api = BedrockApi(
             store=self.store,
             region=self.settings.region,
@@ -43,10 +91,15 @@ class Runtime:
             cursors=CursorCodec(bytes.fromhex(secret)),
             max_active_jobs_per_account=self.settings.max_active_jobs_per_account,
             default_max_results=self.settings.default_max_results,
+            notify=engine.wake if engine is not None else None,
         )
         verifier = SigV4Verifier(self.store.find_access_key, self.settings.clock_skew_seconds)
         self.ready = True
         return create_app(api, verifier, ready=lambda: self.ready)
 
     def close(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+        if self.storage is not None:
+            self.storage.close()
         self.db.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -54,6 +55,11 @@ class BedrockApi:
     cursors: CursorCodec
     max_active_jobs_per_account: int
     default_max_results: int = 1000
+    notify: Callable[[], None] | None = None  # wakes an in-process engine after a change
+
+    def _changed(self) -> None:
+        if self.notify is not None:
+            self.notify()
 
     # -- identifiers ----------------------------------------------------------------------
 
@@ -140,6 +146,7 @@ class BedrockApi:
     def StopModelInvocationJob(self, caller: Caller, identifier: str) -> Response:
         ref = self._resolve(caller, identifier, "jobIdentifier")
         self.store.request_stop(caller.account_id, ref.job_id)
+        self._changed()
         return json_response({})
 
     def ListModelInvocationJobs(self, caller: Caller, raw_query: str) -> Response:

@@ -23,7 +23,14 @@ _MAX_REPORTED = 10
 @functools.cache
 def operation(name: str) -> OperationModel:
     session = botocore.session.get_session()
-    return session.get_service_model("bedrock").operation_model(name)  # type: ignore[no-any-return]
+    model: OperationModel = session.get_service_model("bedrock").operation_model(name)
+    return model
+
+
+def input_shape(name: str) -> StructureShape:
+    shape = operation(name).input_shape
+    assert shape is not None, f"{name} has no input shape"
+    return shape
 
 
 @functools.cache
@@ -123,7 +130,7 @@ def _join(path: str, name: str) -> str:
 def validate_input(operation_name: str, params: dict[str, Any]) -> None:
     """Raise ValidationError naming every violated constraint of the operation's input shape."""
     out = _Collector()
-    _check(operation(operation_name).input_shape, params, "", out)
+    _check(input_shape(operation_name), params, "", out)
     out.raise_if_any()
 
 
@@ -146,7 +153,7 @@ def parse_timestamp(text: str, name: str) -> datetime:
 
 def querystring_params(operation_name: str, query: list[tuple[str, str]]) -> dict[str, Any]:
     """Turn a raw query string into typed members of the operation's input shape."""
-    members = operation(operation_name).input_shape.members
+    members = input_shape(operation_name).members
     by_wire_name = {m.serialization.get("name", n): (n, m) for n, m in members.items()}
     params: dict[str, Any] = {}
     for key, raw in query:

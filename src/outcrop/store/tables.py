@@ -77,6 +77,10 @@ jobs = Table(
     Column("error_records", BigInteger),
     Column("input_tokens", BigInteger),
     Column("output_tokens", BigInteger),
+    # Engine bookkeeping (revision 0002): which engine owns the job, until when.
+    Column("lease_owner", String(64)),
+    Column("lease_expires_us", BigInteger),
+    Column("parts_pending", Integer, nullable=False, server_default="0"),
     UniqueConstraint("account_id", "client_request_token", name="uq_jobs_account_token"),
     Index("ix_jobs_account_submit", "account_id", "submit_us", "job_id"),
     Index("ix_jobs_account_status_submit", "account_id", "status", "submit_us", "job_id"),
@@ -100,4 +104,39 @@ job_transitions = Table(
     Column("at_us", BigInteger, nullable=False),
     Column("message", Text),
     Index("ix_job_transitions_job", "job_id", "id"),
+)
+
+# -- engine (added by revision 0002) ---------------------------------------------------------
+
+# The input files a job validated, in order; output keys are derived from them.
+job_files = Table(
+    "job_files",
+    metadata,
+    Column("job_id", String(12), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("file_index", Integer, primary_key=True),
+    Column("input_key", String(1024), nullable=False),
+    Column("output_key", String(1100), nullable=False),
+    Column("record_count", BigInteger, nullable=False),
+    Column("byte_size", BigInteger, nullable=False),
+)
+
+# A shard is a run of consecutive records of one file; it is the unit of durable progress.
+shards = Table(
+    "shards",
+    metadata,
+    Column("job_id", String(12), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("shard_index", Integer, primary_key=True),
+    Column("file_index", Integer, nullable=False),
+    Column("first_line", BigInteger, nullable=False),  # 1-based line number of its first record
+    Column("start_offset", BigInteger, nullable=False),  # byte offset of that line
+    Column("record_count", Integer, nullable=False),
+    Column("done", Integer, nullable=False, server_default="0"),
+    Column("success_records", Integer, nullable=False, server_default="0"),
+    Column("error_records", Integer, nullable=False, server_default="0"),
+    Column("unprocessed_records", Integer, nullable=False, server_default="0"),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_us", BigInteger),
+    Index("ix_shards_job_done", "job_id", "done", "shard_index"),
 )

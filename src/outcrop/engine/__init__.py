@@ -1,0 +1,1 @@
+"""The job engine: validate -> schedule -> run shards -> finalise. Never imports the web stack."""

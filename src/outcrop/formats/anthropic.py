@@ -1,0 +1,70 @@
+"""anthropic-messages: Claude's InvokeModel body (Messages API, bedrock-2023-05-31).
+
+Ignored fields: anthropic_beta, tools, tool_choice, metadata, thinking, and any other unknown key
+(tools and thinking change nothing for a text-only backend; blocks in content are checked).
+Ranges follow Bedrock's Claude parameters: temperature and top_p 0..1, top_k >= 0.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from outcrop.formats import _fields as f
+from outcrop.formats.base import ChatMessage, InferenceRequest, InferenceResponse
+
+ANTHROPIC_VERSION = "bedrock-2023-05-31"
+
+
+class AnthropicMessages:
+    name = "anthropic-messages"
+
+    def parse(self, body: dict[str, Any]) -> InferenceRequest:
+        body = f.body_object(body)
+        version = f.req_str(body, "anthropic_version")
+        if version != ANTHROPIC_VERSION:
+            f.fail("anthropic_version", f"must be '{ANTHROPIC_VERSION}'")
+        max_tokens = f.req_int(body, "max_tokens", minimum=1)
+        raw_messages = f.req_list(body, "messages")
+        messages: list[ChatMessage] = []
+        roles: list[tuple[str, f.Role]] = []
+        for i, raw in enumerate(raw_messages):
+            path = f"messages.{i}"
+            message = f.message_object(raw, path)
+            role = f.role_of(message, path)
+            if message.get("content") is None:
+                f.fail(f"{path}.content", "field required")
+            text = f.typed_text(message["content"], f"{path}.content")
+            roles.append((f"{path}.role", role))
+            messages.append(ChatMessage(role=role, text=text))
+        f.alternating(roles)
+        system = body.get("system")
+        return InferenceRequest(
+            kind="chat",
+            messages=tuple(messages),
+            system=None if system is None else f.typed_text(system, "system"),
+            max_tokens=max_tokens,
+            temperature=f.opt_float(body, "temperature", low=0.0, high=1.0),
+            top_p=f.opt_float(body, "top_p", low=0.0, high=1.0),
+            top_k=f.opt_int(body, "top_k", minimum=0),
+            stop_sequences=f.stop_list(body, "stop_sequences"),
+        )
+
+    def render(
+        self, request: InferenceRequest, response: InferenceResponse, model_id: str
+    ) -> dict[str, Any]:
+        return {
+            "id": "msg_" + os.urandom(12).hex(),
+            "type": "message",
+            "role": "assistant",
+            "model": model_id,
+            "content": [{"type": "text", "text": response.text}],
+            "stop_reason": response.stop_reason,
+            "stop_sequence": (
+                response.stop_sequence if response.stop_reason == "stop_sequence" else None
+            ),
+            "usage": {
+                "input_tokens": response.input_tokens,
+                "output_tokens": response.output_tokens,
+            },
+        }
