@@ -44,6 +44,19 @@ def _runtime(settings: Settings) -> Any:
     return Runtime.build(settings)
 
 
+def _start_engine(runtime: Any) -> Any:
+    """Start the engine, turning a bad catalog into one clear line and exit code 2."""
+    from outcrop.backends.base import CatalogError
+    from outcrop.domain.catalog import CatalogFileError
+
+    try:
+        return runtime.start_engine()
+    except (CatalogError, CatalogFileError) as exc:
+        runtime.close()
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address [env: OUTCROP_HOST]")] = None,
@@ -62,7 +75,7 @@ def serve(
     settings = build_settings(host=host, port=port, data_dir=data_dir, engine=engine)
     runtime = _runtime(settings)
     if settings.engine:
-        runtime.start_engine()
+        _start_engine(runtime)
     ident = runtime.identity
     endpoint = f"http://{settings.host}:{settings.port}"
     out.print(
@@ -102,7 +115,7 @@ def worker(data_dir: DataDir = None) -> None:
 
     settings = build_settings(data_dir=data_dir)
     runtime = _runtime(settings)
-    engine = runtime.start_engine()
+    engine = _start_engine(runtime)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
@@ -147,6 +160,35 @@ def credentials(data_dir: DataDir = None) -> None:
         f"export AWS_ACCESS_KEY_ID={ident.access_key_id} AWS_SECRET_ACCESS_KEY={ident.secret_access_key} "
         f"AWS_DEFAULT_REGION={settings.region}"
     )
+
+
+@app.command()
+def models(
+    data_dir: DataDir = None,
+    catalog: Annotated[
+        Path | None, typer.Option(help="Catalog TOML [env: OUTCROP_CATALOG]")
+    ] = None,
+) -> None:
+    """List the model catalog: model ids, backends and body formats."""
+    from rich.table import Table
+
+    from outcrop.backends.base import CatalogError
+    from outcrop.domain.catalog import Catalog, CatalogFileError
+    from outcrop.engine.models import ModelCatalog
+
+    settings = build_settings(data_dir=data_dir, catalog=catalog)
+    try:
+        models = ModelCatalog(Catalog.load(settings.catalog))
+        notes = models.check()
+    except (CatalogError, CatalogFileError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table("model id", "backend", "format (InvokeModel)", "description")
+    for entry in models.catalog.entries():
+        table.add_row(entry.model_id, entry.backend, entry.format, entry.description)
+    out.print(table)
+    for note in notes:
+        out.print(f"[yellow]note:[/yellow] {note}")
 
 
 @accounts_app.command("create")

@@ -100,5 +100,8 @@ class Catalog:
             entry = self._entries.get(model_id.rsplit("/", 1)[-1])
         return entry
 
+    def remove(self, model_id: str) -> None:
+        self._entries.pop(model_id, None)
+
     def entries(self) -> list[CatalogEntry]:
         return list(self._entries.values())

@@ -138,7 +138,9 @@ class Engine:
                 continue
             if job.status == JobStatus.VALIDATING:  # a dead engine was validating it: start over
                 self._spawn_once(job.job_id, self._validate(job, restart=True))
-            elif job.status == JobStatus.STOPPING and job.counts.total is None:
+            elif job.status == JobStatus.STOPPING and not await asyncio.to_thread(
+                self._ever_ran, job
+            ):
                 self._spawn_once(job.job_id, self._stop_unstarted(job))
             else:
                 self._spawn_run(job)
@@ -245,6 +247,11 @@ class Engine:
         except StorageError as exc:
             return f"Validation failed: {exc}"
         return None
+
+    def _ever_ran(self, job: Job) -> bool:
+        return any(
+            t.status == JobStatus.IN_PROGRESS for t in self.work.store.transitions(job.job_id)
+        )
 
     async def _stop_unstarted(self, job: Job) -> None:
         """Stop a job that never reached InProgress: nothing was processed, nothing is written."""

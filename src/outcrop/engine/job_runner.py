@@ -18,7 +18,7 @@ from outcrop.engine.progress import JobProgress
 from outcrop.engine.shard import ShardContext, run_shard
 from outcrop.errors import ConflictError
 from outcrop.storage.base import ObjectStore, StorageError
-from outcrop.store.work import Shard, WorkStore
+from outcrop.store.work import InputFile, Shard, WorkStore
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,8 @@ class JobRunner:
             progress=progress,
             unprocessed_message=self._unprocessed_message,
         )
+        if job.status == JobStatus.STOPPING:  # resumed after a crash while stopping
+            self.request_stop(JobStatus.STOPPED)
         queue: asyncio.Queue[Shard] = asyncio.Queue()
         for shard in shards:
             queue.put_nowait(shard)
@@ -156,7 +158,7 @@ class JobRunner:
                 manifest = manifest_of(total, snapshot)
                 await asyncio.to_thread(write_manifest, self.storage, self.layout, manifest)
 
-    async def _finalize(self, files: list) -> None:  # type: ignore[type-arg]
+    async def _finalize(self, files: list[InputFile]) -> None:
         job_id = self.job.job_id
         current = (await asyncio.to_thread(self.work.status_of, [job_id])).get(job_id)
         if current == JobStatus.STOPPING:

@@ -6,7 +6,7 @@ import threading
 
 from outcrop.backends.base import Backend, CatalogError
 from outcrop.backends.registry import create_backend
-from outcrop.domain.catalog import Catalog, CatalogEntry
+from outcrop.domain.catalog import BUILTIN_ENTRIES, Catalog, CatalogEntry
 from outcrop.formats.base import BodyFormat
 from outcrop.formats.registry import UnknownFormat, get_format
 
@@ -19,10 +19,22 @@ class ModelCatalog:
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
 
-    def check(self) -> None:
-        """Validate every entry at start: known backend and format, options accepted."""
+    def check(self) -> list[str]:
+        """Validate every entry at start: known backend and format, options accepted.
+
+        A built-in entry whose optional dependencies are not installed is dropped (and named in
+        the returned notes); a problem with a configured entry stops the start.
+        """
         problems = []
+        notes = []
         for entry in self.catalog.entries():
+            if entry in BUILTIN_ENTRIES:
+                try:
+                    self.backend(entry)
+                except CatalogError as exc:
+                    self.catalog.remove(entry.model_id)
+                    notes.append(f"built-in model {entry.model_id} is unavailable: {exc}")
+                continue
             try:
                 get_format(entry.format)
             except UnknownFormat as exc:
@@ -34,6 +46,7 @@ class ModelCatalog:
                 problems.append(f"{entry.model_id}: {exc}")
         if problems:
             raise CatalogError("invalid model catalog: " + "; ".join(problems))
+        return notes
 
     def entry(self, model_id: str) -> CatalogEntry | None:
         return self.catalog.get(model_id)

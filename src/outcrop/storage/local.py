@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -258,6 +259,17 @@ class LocalObjectStore:
     def delete_prefix(self, bucket: str, prefix: str) -> None:
         for info in self.list_objects(bucket, prefix):
             self.delete(bucket, info.key)
+        if prefix.endswith("/"):
+            # S3 has no folders: once a "folder" prefix is emptied, leave no empty directory.
+            bucket_dir = self._bucket_dir(bucket)
+            folder = _real(bucket_dir / prefix)
+            if folder != bucket_dir and _inside(folder, bucket_dir) and folder.is_dir():
+                for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                    if path.is_dir() and not path.is_symlink():
+                        with contextlib.suppress(OSError):
+                            path.rmdir()
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
     def close(self) -> None:
         pass
