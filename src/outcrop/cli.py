@@ -48,10 +48,13 @@ def _start_engine(runtime: Any) -> Any:
     """Start the engine, turning a bad catalog into one clear line and exit code 2."""
     from outcrop.backends.base import CatalogError
     from outcrop.domain.catalog import CatalogFileError
+    from outcrop.events.rules import RulesError
 
     try:
-        return runtime.start_engine()
-    except (CatalogError, CatalogFileError) as exc:
+        engine = runtime.start_engine()
+        runtime.start_dispatcher()
+        return engine
+    except (CatalogError, CatalogFileError, RulesError) as exc:
         runtime.close()
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     manifest_interval_s: float = Field(5.0, gt=0)
     poll_interval_s: float = Field(0.2, gt=0)
 
+    # Events
+    event_rules: Path | None = None
+    event_webhook_url: str | None = None
+    event_webhook_secret: str | None = None
+    event_retry_window_s: float = Field(86_400.0, gt=0)
+    event_retry_base_s: float = Field(1.0, gt=0)
+    event_retry_max_s: float = Field(300.0, gt=0)
+    event_concurrency: int = Field(16, ge=1)
+    allow_private_targets: bool = True
+
     # Validation limits ("generous" defaults; limits_profile="bedrock" applies Bedrock's quotas)
     limits_profile: Literal["generous", "bedrock"] = "generous"
     max_records_per_file: int = Field(10_000_000, ge=1)

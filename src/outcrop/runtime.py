@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine as DbEngine
 from starlette.types import ASGIApp
 
-from outcrop.api.app import create_app
+from outcrop.api.app import create_app, event_routes
 from outcrop.api.auth import SigV4Verifier
 from outcrop.api.bedrock import BedrockApi, new_secret
+from outcrop.api.events import EventRoutes
 from outcrop.api.pagination import CursorCodec
 from outcrop.config import Settings
 from outcrop.domain.catalog import Catalog
@@ -17,10 +19,13 @@ from outcrop.engine.engine import Engine, EngineSettings
 from outcrop.engine.job_runner import RunnerSettings
 from outcrop.engine.models import ModelCatalog
 from outcrop.engine.validate import Limits
+from outcrop.events.dispatcher import Dispatcher, DispatcherSettings
+from outcrop.events.rules import load_rules
 from outcrop.identity import Identity, ensure_root_identity
 from outcrop.storage.base import ObjectStore
 from outcrop.storage.factory import open_object_store
 from outcrop.store.database import create_db_engine, migrate
+from outcrop.store.outbox import OutboxStore
 from outcrop.store.sql import SqlJobStore
 from outcrop.store.work import WorkStore
 
@@ -33,6 +38,7 @@ class Runtime:
     identity: Identity
     engine: Engine | None = None
     storage: ObjectStore | None = None
+    dispatcher: Dispatcher | None = None
     ready: bool = field(default=False)
 
     @classmethod
@@ -94,12 +100,37 @@ class Runtime:
             notify=engine.wake if engine is not None else None,
         )
         verifier = SigV4Verifier(self.store.find_access_key, self.settings.clock_skew_seconds)
+        extra = event_routes(verifier, EventRoutes(OutboxStore(self.store)))
         self.ready = True
-        return create_app(api, verifier, ready=lambda: self.ready)
+        return create_app(api, verifier, ready=lambda: self.ready, extra_routes=extra)
+
+    def start_dispatcher(self) -> Dispatcher:
+        """Deliver events to the configured rules' targets (runs wherever an engine runs)."""
+        s = self.settings
+        rules = load_rules(
+            s.event_rules, s.event_webhook_url, s.event_webhook_secret, s.allow_private_targets
+        )
+        outbox = OutboxStore(self.store, owner=f"events-{uuid.uuid4().hex[:12]}")
+        self.dispatcher = Dispatcher(
+            outbox,
+            rules,
+            DispatcherSettings(
+                retry_window_s=s.event_retry_window_s,
+                retry_base_s=s.event_retry_base_s,
+                retry_max_s=s.event_retry_max_s,
+                lease_seconds=s.lease_seconds,
+                poll_interval_s=s.poll_interval_s,
+                concurrency=s.event_concurrency,
+            ),
+        )
+        self.dispatcher.start()
+        return self.dispatcher
 
     def close(self) -> None:
         if self.engine is not None:
             self.engine.shutdown()
+        if self.dispatcher is not None:
+            self.dispatcher.shutdown()
         if self.storage is not None:
             self.storage.close()
         self.db.dispose()

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from outcrop.api.auth import Caller, SigV4Verifier
 from outcrop.api.bedrock import BedrockApi, json_body, split_job_path
 from outcrop.api.errors import handle_outcrop_error, handle_unexpected_error, wire_error
+from outcrop.api.events import EventRoutes
 from outcrop.errors import OutcropError, ValidationError
 
 
@@ -52,6 +53,19 @@ def _raw_query(request: Request) -> str:
     return bytes(request.scope.get("query_string", b"")).decode("latin-1")
 
 
+async def authenticate(verifier: SigV4Verifier, request: Request) -> Caller:
+    """Verify the request's SigV4 signature (off the event loop); return the caller."""
+    body = await request.body()
+    return await run_in_threadpool(
+        verifier.verify,
+        request.method,
+        _raw_path(request),
+        _raw_query(request),
+        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
+        body,
+    )
+
+
 class BedrockRoutes:
     """Glue between Starlette and BedrockApi: authenticate, parse, run the operation off the loop."""
 
@@ -60,15 +74,7 @@ class BedrockRoutes:
         self.verifier = verifier
 
     async def _caller(self, request: Request) -> Caller:
-        body = await request.body()
-        return await run_in_threadpool(
-            self.verifier.verify,
-            request.method,
-            _raw_path(request),
-            _raw_query(request),
-            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
-            body,
-        )
+        return await authenticate(self.verifier, request)
 
     async def create(self, request: Request) -> Response:
         caller = await self._caller(request)
@@ -126,6 +132,28 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return wire_error(
         "ValidationException", exc.status_code if exc.status_code < 500 else 400, str(exc.detail)
     )
+
+
+def signed(
+    verifier: SigV4Verifier, handler: Callable[[str, Request], Response], stream: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
+    """A SigV4-authenticated endpoint outside the Bedrock operations; the handler gets the account."""
+
+    async def endpoint(request: Request) -> Response:
+        caller = await authenticate(verifier, request)
+        if stream:  # builds a streaming response; the generator runs on the loop
+            return handler(caller.account_id, request)
+        return await run_in_threadpool(handler, caller.account_id, request)
+
+    return endpoint
+
+
+def event_routes(verifier: SigV4Verifier, events: EventRoutes) -> list[Route]:
+    return [
+        Route("/events", signed(verifier, events.list_events), methods=["GET"]),
+        Route("/events/stream", signed(verifier, events.stream, stream=True), methods=["GET"]),
+        Route("/event-deliveries", signed(verifier, events.list_deliveries), methods=["GET"]),
+    ]
 
 
 def create_app(

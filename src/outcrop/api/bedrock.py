@@ -115,9 +115,12 @@ class BedrockApi:
             output_kms_key_id=s3_out.get("s3EncryptionKeyId"),
             output_bucket_owner=s3_out.get("s3BucketOwner"),
             vpc_config=body.get("vpcConfig"),
-            tags=tuple(Tag(t["key"], t["value"]) for t in body.get("tags") or ()),
+            # A key given twice keeps its last value, as TagResource does.
+            tags=tuple(
+                {t["key"]: Tag(t["key"], t["value"]) for t in body.get("tags") or ()}.values()
+            ),
         )
-        if len({t.key for t in spec.tags}) > 50:
+        if len(spec.tags) > 50:
             raise ValidationError("A job can have at most 50 tags.")
         if spec.client_request_token is None or not self._token_known(caller, spec):
             active = self.store.count_active_jobs(caller.account_id)

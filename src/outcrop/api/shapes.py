@@ -148,7 +148,13 @@ def parse_timestamp(text: str, name: str) -> datetime:
             ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        raise ValidationError(
+            f"1 validation error detected: Value '{_render(text)}' at '{name}' failed to "
+            "satisfy constraint: Member must be a timestamp between years 1 and 9999 (UTC)"
+        ) from None
 
 
 def querystring_params(operation_name: str, query: list[tuple[str, str]]) -> dict[str, Any]:

@@ -28,7 +28,16 @@ from outcrop.domain.jobs import (
     new_job_id,
 )
 from outcrop.errors import ConflictError, ResourceNotFoundError, TooManyTagsError
-from outcrop.store.tables import access_keys, accounts, job_tags, job_transitions, jobs, meta
+from outcrop.events.envelope import state_change_event
+from outcrop.store.tables import (
+    access_keys,
+    accounts,
+    events,
+    job_tags,
+    job_transitions,
+    jobs,
+    meta,
+)
 
 MAX_TAGS_PER_JOB = 50
 
@@ -196,7 +205,9 @@ class SqlJobStore:
                         )
                     self._record_transition(conn, job_id, JobStatus.SUBMITTED, now_us, None)
                     row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).one()
-                    return self._job(conn, row), True
+                    job = self._job(conn, row)
+                    self._emit(conn, job, now_us)
+                    return job, True
             except IntegrityError:
                 # A concurrent create won the race for this token (or, astronomically rarely,
                 # the job id): read it back on the next attempt.
@@ -370,7 +381,25 @@ class SqlJobStore:
         conn.execute(update(jobs).where(jobs.c.job_id == row.job_id).values(**changes))
         self._record_transition(conn, row.job_id, target, now_us, message)
         updated = conn.execute(select(jobs).where(jobs.c.job_id == row.job_id)).one()
-        return self._job(conn, updated)
+        job = self._job(conn, updated)
+        self._emit(conn, job, now_us)
+        return job
+
+    @staticmethod
+    def _emit(conn: Connection, job: Job, at_us: int) -> None:
+        """Write the state-change event into the outbox, in the caller's transaction: a status
+        change and its event commit together or not at all."""
+        event = state_change_event(job, from_us(at_us))
+        conn.execute(
+            insert(events).values(
+                event_id=event["id"],
+                account_id=job.account_id,
+                job_id=job.job_id,
+                status=job.status.value,
+                time_us=at_us,
+                payload=json.dumps(event),
+            )
+        )
 
     @staticmethod
     def _record_transition(

@@ -140,3 +140,41 @@ shards = Table(
     Column("lease_expires_us", BigInteger),
     Index("ix_shards_job_done", "job_id", "done", "shard_index"),
 )
+
+# -- events (added by revision 0003) ---------------------------------------------------------
+
+# The outbox: one row per status change, written in the transaction that made the change.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("account_id", String(12), nullable=False),
+    Column("job_id", String(12), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+    Column("payload", Text, nullable=False),  # the EventBridge envelope, as JSON
+    Index("ix_events_account_seq", "account_id", "seq"),
+    Index("ix_events_job_seq", "job_id", "seq"),
+)
+
+# One row per (event, matching rule target): the unit of at-least-once delivery.
+event_deliveries = Table(
+    "event_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_seq", Integer, ForeignKey("events.seq", ondelete="CASCADE"), nullable=False),
+    Column("job_id", String(12), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_us", BigInteger, nullable=False),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("delivered_us", BigInteger),
+    Column("last_error", Text),
+    Column("lease_owner", String(64)),
+    Column("lease_expires_us", BigInteger),
+    Index("ix_deliveries_status_due", "status", "next_attempt_us"),
+    Index("ix_deliveries_order", "job_id", "target", "event_seq"),
+    Index("ix_deliveries_event", "event_seq"),
+)

@@ -1,0 +1,1 @@
+"""State-change events: EventBridge envelope, outbox, rules and targets."""
