@@ -22,7 +22,8 @@ from outcrop.engine.validate import Limits
 from outcrop.events.dispatcher import Dispatcher, DispatcherSettings
 from outcrop.events.rules import load_rules
 from outcrop.identity import Identity, ensure_root_identity
-from outcrop.storage.base import ObjectStore
+from outcrop.metrics import BackendStatsCollector, Metrics, StoreCollector
+from outcrop.storage.base import ObjectStore, StorageError
 from outcrop.storage.factory import open_object_store
 from outcrop.store.database import create_db_engine, migrate
 from outcrop.store.outbox import OutboxStore
@@ -39,7 +40,7 @@ class Runtime:
     engine: Engine | None = None
     storage: ObjectStore | None = None
     dispatcher: Dispatcher | None = None
-    ready: bool = field(default=False)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -48,7 +49,9 @@ class Runtime:
         migrate(db)
         store = SqlJobStore(db)
         identity = ensure_root_identity(settings, store)
-        return cls(settings=settings, db=db, store=store, identity=identity)
+        runtime = cls(settings=settings, db=db, store=store, identity=identity)
+        runtime.metrics.add_collector(StoreCollector(store))
+        return runtime
 
     def catalog(self) -> ModelCatalog:
         models = ModelCatalog(Catalog.load(self.settings.catalog))
@@ -83,7 +86,9 @@ class Runtime:
             lease_seconds=s.lease_seconds,
             exclusive=self.db.dialect.name == "sqlite",
         )
-        self.engine = Engine(work, storage, self.catalog(), engine_settings)
+        models = self.catalog()
+        self.metrics.add_collector(BackendStatsCollector(models.backends))
+        self.engine = Engine(work, storage, models, engine_settings, self.metrics)
         self.engine.start()
         return self.engine
 
@@ -101,8 +106,30 @@ class Runtime:
         )
         verifier = SigV4Verifier(self.store.find_access_key, self.settings.clock_skew_seconds)
         extra = event_routes(verifier, EventRoutes(OutboxStore(self.store)))
-        self.ready = True
-        return create_app(api, verifier, ready=lambda: self.ready, extra_routes=extra)
+        return create_app(api, verifier, self.metrics, self.readiness_problems, extra_routes=extra)
+
+    def readiness_problems(self) -> list[str]:
+        """What keeps this process from doing its job: database, storage, engine."""
+        problems = []
+        try:
+            with self.db.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:
+            problems.append(f"database unreachable: {type(exc).__name__}")
+        try:
+            probe = self.settings.data_dir / ".readyz-probe"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            problems.append(f"data dir {self.settings.data_dir} is not writable: {exc.strerror}")
+        if self.storage is not None:
+            try:
+                self.storage.bucket_exists("outcrop-readyz-probe")
+            except StorageError as exc:
+                problems.append(f"object storage unreachable: {exc}")
+        if self.engine is not None and not self.engine.running.is_set():
+            problems.append("engine is not running")
+        return problems
 
     def start_dispatcher(self) -> Dispatcher:
         """Deliver events to the configured rules' targets (runs wherever an engine runs)."""
@@ -122,6 +149,7 @@ class Runtime:
                 poll_interval_s=s.poll_interval_s,
                 concurrency=s.event_concurrency,
             ),
+            self.metrics,
         )
         self.dispatcher.start()
         return self.dispatcher

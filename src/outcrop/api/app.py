@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,7 +18,9 @@ from outcrop.api.auth import Caller, SigV4Verifier
 from outcrop.api.bedrock import BedrockApi, json_body, split_job_path
 from outcrop.api.errors import handle_outcrop_error, handle_unexpected_error, wire_error
 from outcrop.api.events import EventRoutes
+from outcrop.api.ops import LatencyMiddleware, ReadinessCheck, ops_routes
 from outcrop.errors import OutcropError, ValidationError
+from outcrop.metrics import Metrics
 
 
 class RequestIdMiddleware:
@@ -159,17 +161,12 @@ def event_routes(verifier: SigV4Verifier, events: EventRoutes) -> list[Route]:
 def create_app(
     api: BedrockApi,
     verifier: SigV4Verifier,
-    ready: Callable[[], bool] = lambda: True,
+    metrics: Metrics,
+    readiness: ReadinessCheck,
     extra_routes: list[Any] | None = None,
 ) -> ASGIApp:
     """Build the API. The request-id wrapper sits outermost so even a 500 carries the id."""
-
-    async def healthz(_request: Request) -> Response:
-        return (
-            PlainTextResponse("ok") if ready() else PlainTextResponse("starting", status_code=503)
-        )
-
-    routes: list[Any] = [Route("/healthz", healthz, methods=["GET"])]
+    routes: list[Any] = ops_routes(metrics, readiness)
     routes += BedrockRoutes(api, verifier).routes()
     routes += extra_routes or []
     app = Starlette(
@@ -180,4 +177,4 @@ def create_app(
             Exception: handle_unexpected_error,
         },
     )
-    return RequestIdMiddleware(app)
+    return RequestIdMiddleware(LatencyMiddleware(app, metrics))

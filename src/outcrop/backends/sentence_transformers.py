@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from outcrop.backends._model_cache import MODEL_CACHE
-from outcrop.backends.base import CatalogError
+from outcrop.backends.base import BackendUnavailable, CatalogError
 from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class SentenceTransformersBackend:
         device: str = "cpu",
         max_seq_length: int | None = None,
     ) -> None:
-        self.path = path
+        self.path = path.resolve()
         self.batch_size = batch_size
         self.max_batch_size = max_batch_size or batch_size
         self.device = device
@@ -123,7 +123,7 @@ class SentenceTransformersBackend:
     @property
     def cache_key(self) -> tuple[str, str, str, int | None]:
         """Backends with equal keys share one loaded model."""
-        return (NAME, str(self.path.resolve()), self.device, self.max_seq_length)
+        return (NAME, str(self.path), self.device, self.max_seq_length)
 
     def _load(self) -> _Loaded:
         # Never reach the Hub: a missing file must fail fast, not hang on a network call.
@@ -146,7 +146,10 @@ class SentenceTransformersBackend:
 
     @property
     def _loaded(self) -> _Loaded:
-        return MODEL_CACHE.get(self.cache_key, self._load)
+        try:
+            return MODEL_CACHE.get(self.cache_key, self._load)
+        except Exception as exc:  # a model that cannot load fails every record alike
+            raise BackendUnavailable(f"backend '{NAME}': cannot load {self.path}: {exc}") from exc
 
     @property
     def model(self) -> SentenceTransformer:
@@ -178,10 +181,11 @@ class SentenceTransformersBackend:
         self, requests: Sequence[InferenceRequest]
     ) -> list[InferenceResponse | RecordError]:
         """Embed the batch in a worker thread; bad records get their own RecordError."""
-        loaded = MODEL_CACHE.peek(self.cache_key)
-        if not isinstance(loaded, _Loaded):
-            # Loading blocks for seconds on first use: keep it off the event loop too.
-            loaded = await asyncio.to_thread(lambda: self._loaded)
+        cached = MODEL_CACHE.peek(self.cache_key)
+        # Loading blocks for seconds on first use: keep it off the event loop too.
+        loaded = (
+            cached if isinstance(cached, _Loaded) else await asyncio.to_thread(lambda: self._loaded)
+        )
         results: list[InferenceResponse | RecordError | None] = []
         texts: list[str] = []
         for request in requests:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from outcrop.backends._model_cache import MODEL_CACHE
-from outcrop.backends.base import CatalogError, require_option
+from outcrop.backends.base import BackendUnavailable, CatalogError, require_option
 from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError, StopReason
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class TransformersBackend:
         max_new_tokens_default: int = 256,
         device: str = "cpu",
     ) -> None:
-        self.path = path
+        self.path = path.resolve()
         self.max_batch_size = batch_size
         self.do_sample = do_sample
         self.seed = seed
@@ -105,7 +105,7 @@ class TransformersBackend:
     @property
     def cache_key(self) -> tuple[str, str, str]:
         """Backends with equal keys share one loaded model."""
-        return (NAME, str(self.path.resolve()), self.device)
+        return (NAME, str(self.path), self.device)
 
     def _load(self) -> _Loaded:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -130,7 +130,10 @@ class TransformersBackend:
 
     @property
     def _loaded(self) -> _Loaded:
-        return MODEL_CACHE.get(self.cache_key, self._load)
+        try:
+            return MODEL_CACHE.get(self.cache_key, self._load)
+        except Exception as exc:  # a model that cannot load fails every record alike
+            raise BackendUnavailable(f"backend '{NAME}': cannot load {self.path}: {exc}") from exc
 
     async def invoke(
         self, requests: Sequence[InferenceRequest]

@@ -18,6 +18,7 @@ from outcrop.engine.layout import JobLayout
 from outcrop.engine.models import ModelCatalog
 from outcrop.engine.validate import Limits, validate_input
 from outcrop.errors import ConflictError, ValidationError
+from outcrop.metrics import Metrics
 from outcrop.storage.base import ObjectStore, StorageError
 from outcrop.store.work import WorkStore
 
@@ -41,8 +42,14 @@ class Engine:
     """Runs in its own thread with its own asyncio loop; the API only talks to the store."""
 
     def __init__(
-        self, work: WorkStore, storage: ObjectStore, models: ModelCatalog, settings: EngineSettings
+        self,
+        work: WorkStore,
+        storage: ObjectStore,
+        models: ModelCatalog,
+        settings: EngineSettings,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.work = work
         self.storage = storage
         self.models = models
@@ -158,7 +165,9 @@ class Engine:
         self._spawn(job_id, coro)
 
     def _spawn_run(self, job: Job) -> None:
-        runner = JobRunner(job, self.work, self.storage, self.models, self.settings.runner)
+        runner = JobRunner(
+            job, self.work, self.storage, self.models, self.settings.runner, self.metrics
+        )
         self._runners[job.job_id] = runner
         self._spawn(job.job_id, runner.run())
 

@@ -17,6 +17,7 @@ from outcrop.engine.models import ModelCatalog
 from outcrop.engine.progress import JobProgress
 from outcrop.engine.shard import ShardContext, run_shard
 from outcrop.errors import ConflictError
+from outcrop.metrics import Metrics
 from outcrop.storage.base import ObjectStore, StorageError
 from outcrop.store.work import InputFile, Shard, WorkStore
 
@@ -42,7 +43,9 @@ class JobRunner:
         storage: ObjectStore,
         models: ModelCatalog,
         settings: RunnerSettings,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.job = job
         self.work = work
         self.storage = storage
@@ -102,6 +105,7 @@ class JobRunner:
             inflight=asyncio.Semaphore(self.settings.record_concurrency),
             progress=progress,
             unprocessed_message=self._unprocessed_message,
+            metrics=self.metrics,
         )
         if job.status == JobStatus.STOPPING:  # resumed after a crash while stopping
             self.request_stop(JobStatus.STOPPED)

@@ -62,6 +62,10 @@ class ModelCatalog:
                 self._backends[entry.model_id] = backend
             return backend
 
+    def backends(self) -> dict[str, Backend]:
+        with self._lock:
+            return dict(self._backends)
+
     async def aclose(self) -> None:
         for backend in list(self._backends.values()):
             await backend.aclose()

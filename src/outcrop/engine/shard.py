@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from outcrop.formats.base import (
     InferenceResponse,
     RecordError,
 )
+from outcrop.metrics import Metrics
 from outcrop.storage.base import ObjectStore
 from outcrop.store.work import InputFile, Shard, ShardResult
 
@@ -37,6 +39,7 @@ class ShardContext:
     inflight: asyncio.Semaphore
     progress: JobProgress
     unprocessed_message: Callable[[], str]
+    metrics: Metrics | None = None
 
 
 def read_shard_records(
@@ -77,11 +80,18 @@ async def run_shard(
             lines[i] = error_line(record, 400, str(exc))
             errors += 1
     ctx.progress.add(0, errors, 0, 0)
+    if ctx.metrics is not None:
+        ctx.metrics.record_batch(ctx.model_id, 0, errors, 0, 0)
 
     async def run_batch(batch: list[tuple[int, InferenceRequest]]) -> None:
         nonlocal success, errors, in_tokens, out_tokens
         async with ctx.inflight:
+            started = time.perf_counter()
             results = await ctx.backend.invoke([request for _, request in batch])
+            if ctx.metrics is not None:
+                ctx.metrics.backend_latency.labels(ctx.model_id).observe(
+                    time.perf_counter() - started
+                )
         ok = bad = tin = tout = 0
         for (i, request), result in zip(batch, results, strict=True):
             record = records[i]
@@ -101,6 +111,8 @@ async def run_shard(
         in_tokens += tin
         out_tokens += tout
         ctx.progress.add(ok, bad, tin, tout)
+        if ctx.metrics is not None:
+            ctx.metrics.record_batch(ctx.model_id, ok, bad, tin, tout)
 
     size = max(1, ctx.backend.max_batch_size)
     tasks = {

@@ -13,6 +13,7 @@ from typing import Any
 from outcrop.domain.clock import to_us, utcnow
 from outcrop.events.rules import RuleSet
 from outcrop.events.targets import DeliveryError
+from outcrop.metrics import Metrics
 from outcrop.store.outbox import Delivery, OutboxStore
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,14 @@ class Dispatcher:
     """Own thread, own loop. Routing and claiming go through the store, so several processes can
     run dispatchers against one database without delivering a delivery twice."""
 
-    def __init__(self, outbox: OutboxStore, rules: RuleSet, settings: DispatcherSettings) -> None:
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        rules: RuleSet,
+        settings: DispatcherSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics
         self.outbox = outbox
         self.rules = rules
         self.settings = settings
@@ -107,7 +115,12 @@ class Dispatcher:
             await asyncio.to_thread(self._failed, delivery, f"{type(exc).__name__}: {exc}")
             return
         await asyncio.to_thread(self.outbox.mark_delivered, delivery.id)
-        self.stats["delivered"] += 1
+        self._count(delivery.target, "delivered")
+
+    def _count(self, target: str, result: str) -> None:
+        self.stats[result] += 1
+        if self.metrics is not None:
+            self.metrics.event_deliveries.labels(target, result).inc()
 
     def _failed(self, delivery: Delivery, error: str) -> None:
         now = to_us(utcnow())
@@ -117,7 +130,7 @@ class Dispatcher:
         next_attempt = now + int(backoff * 1_000_000)
         dead = next_attempt - delivery.created_us > s.retry_window_s * 1_000_000
         self.outbox.mark_failed(delivery.id, error, next_attempt, dead)
-        self.stats["dead" if dead else "failed"] += 1
+        self._count(delivery.target, "dead" if dead else "failed")
         log.info(
             "delivery %s to %s failed (%s)%s",
             delivery.id,
