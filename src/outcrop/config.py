@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./outcrop-data")
     database_url: str | None = None
     engine: bool = True  # run the engine in the API process (embedded default)
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # Identity
     region: str = Field("us-east-1", pattern=r"[a-z0-9-]{1,20}")

@@ -20,6 +20,7 @@ from outcrop.api.errors import handle_outcrop_error, handle_unexpected_error, wi
 from outcrop.api.events import EventRoutes
 from outcrop.api.ops import LatencyMiddleware, ReadinessCheck, ops_routes
 from outcrop.errors import OutcropError, ValidationError
+from outcrop.logs import request_id_var
 from outcrop.metrics import Metrics
 
 
@@ -35,6 +36,7 @@ class RequestIdMiddleware:
             return
         request_id = str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
+        request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

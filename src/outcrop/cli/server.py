@@ -18,6 +18,12 @@ from outcrop.cli.common import (
     err,
     out,
 )
+from outcrop.logs import configure_logging
+
+LogFormat = Annotated[
+    str | None, typer.Option("--log-format", help="json or text [env: OUTCROP_LOG_FORMAT]")
+]
+LogLevel = Annotated[str | None, typer.Option("--log-level", help="debug, info, warning, error")]
 
 
 @app.command()
@@ -31,11 +37,21 @@ def serve(
     show_credentials: Annotated[
         bool, typer.Option(help="Print the root secret key and an export line")
     ] = False,
+    log_format: LogFormat = None,
+    log_level: LogLevel = None,
 ) -> None:
     """Run the API (and, by default, the engine) in one process."""
     import uvicorn
 
-    settings = build_settings(host=host, port=port, data_dir=data_dir, engine=engine)
+    settings = build_settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        engine=engine,
+        log_format=log_format,
+        log_level=log_level,
+    )
+    configure_logging(settings.log_format, settings.log_level)
     runtime = _runtime(settings)
     if settings.engine:
         _start_engine(runtime)
@@ -71,12 +87,15 @@ def serve(
 
 
 @app.command()
-def worker(data_dir: DataDir = None) -> None:
-    """Run the job engine only (no HTTP), until interrupted."""
+def worker(
+    data_dir: DataDir = None, log_format: LogFormat = None, log_level: LogLevel = None
+) -> None:
+    """Run the job engine and event dispatcher only (no HTTP), until interrupted."""
     import signal
     import threading
 
-    settings = build_settings(data_dir=data_dir)
+    settings = build_settings(data_dir=data_dir, log_format=log_format, log_level=log_level)
+    configure_logging(settings.log_format, settings.log_level)
     runtime = _runtime(settings)
     engine = _start_engine(runtime)
     done = threading.Event()

@@ -18,6 +18,7 @@ from outcrop.engine.layout import JobLayout
 from outcrop.engine.models import ModelCatalog
 from outcrop.engine.validate import Limits, validate_input
 from outcrop.errors import ConflictError, ValidationError
+from outcrop.logs import job_id_var
 from outcrop.metrics import Metrics
 from outcrop.storage.base import ObjectStore, StorageError
 from outcrop.store.work import WorkStore
@@ -200,6 +201,7 @@ class Engine:
 
     async def _validate(self, job: Job, restart: bool = False) -> None:
         job_id = job.job_id
+        job_id_var.set(job_id)
         try:
             if not restart:
                 await asyncio.to_thread(self.work.store.transition, job_id, JobStatus.VALIDATING, None,
@@ -228,6 +230,8 @@ class Engine:
                 )
                 return
             await asyncio.to_thread(self.work.save_plan, job_id, outcome.files, outcome.shards)
+            log.info("job validated: %d records in %d files, %d shards",
+                     sum(f.record_count for f in outcome.files), len(outcome.files), len(outcome.shards))  # fmt: skip
             await asyncio.to_thread(self.work.release, job_id)
         except ConflictError as exc:  # stopped or expired meanwhile; the next tick handles it
             log.info("validation of %s interrupted: %s", job_id, exc)

@@ -17,6 +17,7 @@ from outcrop.engine.models import ModelCatalog
 from outcrop.engine.progress import JobProgress
 from outcrop.engine.shard import ShardContext, run_shard
 from outcrop.errors import ConflictError
+from outcrop.logs import job_id_var
 from outcrop.metrics import Metrics
 from outcrop.storage.base import ObjectStore, StorageError
 from outcrop.store.work import InputFile, Shard, WorkStore
@@ -69,6 +70,7 @@ class JobRunner:
 
     async def run(self) -> None:
         job_id = self.job.job_id
+        job_id_var.set(job_id)  # this task's own context: every log line of the job carries it
         try:
             await self._run()
         except (StorageError, BackendUnavailable) as exc:
@@ -187,5 +189,11 @@ class JobRunner:
         else:
             target = JobStatus.COMPLETED
         await asyncio.to_thread(self.work.finish, job_id, target, counts)
+        log.info(
+            "job finished: %s, %s of %s records processed",
+            target.value,
+            counts.processed,
+            self.job.counts.total,
+        )
         await asyncio.to_thread(delete_parts, self.storage, self.layout)
         await asyncio.to_thread(self.work.set_parts_pending, job_id, False)
