@@ -53,3 +53,29 @@ def moto_s3_bucket(moto_s3_client: Any) -> str:
     name = f"test-{uuid.uuid4().hex[:20]}"
     moto_s3_client.create_bucket(Bucket=name)
     return name
+
+
+# -- databases for the store contract (see tests/integration/db.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database created for this run and dropped at its end (skips if unreachable)."""
+    from tests.integration.db import postgres_database
+
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty database per test: a SQLite file, or a fresh schema in the run's PostgreSQL db."""
+    from tests.integration.db import empty_database
+
+    directory = tmp_path_factory.mktemp("db")
+    with empty_database(
+        request.param, directory, lambda: request.getfixturevalue("pg_database")
+    ) as url:
+        yield url

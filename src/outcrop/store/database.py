@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +56,36 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for schema changes. On SQLite, foreign keys are off while Alembic rebuilds a
+    table (its batch mode copies and drops the old one, which would otherwise cascade-delete
+    every child row); they are checked and switched back on afterwards."""
+    with engine.connect() as connection:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:  # the pragma is ignored inside a transaction: set it on the raw connection
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            yield connection
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(
+                        f"migration left rows with broken foreign keys: {broken[:5]}"
+                    )
+            connection.commit()
+        finally:
+            if sqlite:
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema to `revision` (idempotent)."""
-    with engine.connect() as connection:
+    with _migration_connection(engine) as connection:
         command.upgrade(alembic_config(connection), revision)
-        connection.commit()
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Downgrade the schema to `revision` (for rollbacks of a release; see docs/deployment.md)."""
+    with _migration_connection(engine) as connection:
+        command.downgrade(alembic_config(connection), revision)

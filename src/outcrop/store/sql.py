@@ -239,7 +239,8 @@ class SqlJobStore:
             escaped = (
                 query.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             )
-            stmt = stmt.where(jobs.c.job_name.like(f"%{escaped}%", escape="\\"))
+            # Case-insensitive on every database (SQLite's LIKE already is; PostgreSQL's is not).
+            stmt = stmt.where(jobs.c.job_name.ilike(f"%{escaped}%", escape="\\"))
         if query.submitted_after is not None:
             stmt = stmt.where(jobs.c.submit_us > to_us(query.submitted_after))
         if query.submitted_before is not None:
@@ -379,7 +380,9 @@ class SqlJobStore:
         if target.value not in {s.value for s in ACTIVE_STATUSES}:
             changes["end_us"] = now_us
         conn.execute(update(jobs).where(jobs.c.job_id == row.job_id).values(**changes))
-        self._record_transition(conn, row.job_id, target, now_us, message)
+        self._record_transition(
+            conn, row.job_id, target, now_us, message[:2048] if message else None
+        )
         updated = conn.execute(select(jobs).where(jobs.c.job_id == row.job_id)).one()
         job = self._job(conn, updated)
         self._emit(conn, job, now_us)
