@@ -16,7 +16,6 @@ from outcrop.api.pagination import CursorCodec
 from outcrop.config import Settings
 from outcrop.domain.catalog import Catalog
 from outcrop.engine.engine import Engine, EngineSettings
-from outcrop.engine.job_runner import RunnerSettings
 from outcrop.engine.models import ModelCatalog
 from outcrop.engine.validate import Limits
 from outcrop.events.dispatcher import Dispatcher, DispatcherSettings
@@ -76,12 +75,10 @@ class Runtime:
                 min_records_per_job=s.min_records_per_job,
                 max_line_bytes=s.max_line_bytes,
             ),
-            runner=RunnerSettings(
-                shard_concurrency=s.shard_concurrency,
-                record_concurrency=s.record_concurrency,
-                progress_interval_s=s.progress_interval_s,
-                manifest_interval_s=s.manifest_interval_s,
-            ),
+            shard_concurrency=s.shard_concurrency,
+            record_concurrency=s.record_concurrency,
+            progress_interval_s=s.progress_interval_s,
+            manifest_interval_s=s.manifest_interval_s,
             poll_interval_s=s.poll_interval_s,
             lease_seconds=s.lease_seconds,
             exclusive=self.db.dialect.name == "sqlite",

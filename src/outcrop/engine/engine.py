@@ -1,29 +1,42 @@
-"""The engine loop: claims work from the store and drives jobs through Bedrock's statuses."""
+"""The engine loop: claims work from the store and drives jobs through Bedrock's statuses.
+
+Several engines (processes) may share one database: validation, finalisation and each shard are
+claimed with leases, so work is spread over every engine and a dead engine's work is taken over
+once its leases expire.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from outcrop.backends.base import BackendUnavailable
 from outcrop.domain.jobs import Job, JobStatus
-from outcrop.engine.finalize import delete_parts
-from outcrop.engine.job_runner import JobRunner, RunnerSettings
+from outcrop.engine.active import ActiveJob, unprocessed_message
+from outcrop.engine.finalize import delete_parts, finalize_job, manifest_of, write_manifest
 from outcrop.engine.layout import JobLayout
 from outcrop.engine.models import ModelCatalog
+from outcrop.engine.progress import Tally
+from outcrop.engine.shard import ShardContext, run_shard
 from outcrop.engine.validate import Limits, validate_input
 from outcrop.errors import ConflictError, ValidationError
 from outcrop.logs import job_id_var
 from outcrop.metrics import Metrics
 from outcrop.storage.base import ObjectStore, StorageError
-from outcrop.store.work import WorkStore
+from outcrop.store.shard_work import ShardWork
+from outcrop.store.work import Shard, WorkStore
 
 log = logging.getLogger(__name__)
+
+RUNNING = frozenset({JobStatus.IN_PROGRESS, JobStatus.STOPPING})
 
 
 @dataclass(frozen=True)
@@ -31,12 +44,19 @@ class EngineSettings:
     max_jobs_in_progress: int
     max_jobs_per_model: int
     shard_records: int
+    shard_concurrency: int  # shards of one job in flight in this engine
+    record_concurrency: int  # backend calls in flight per job in this engine
     limits: Limits
-    runner: RunnerSettings
     poll_interval_s: float
+    progress_interval_s: float
+    manifest_interval_s: float
     lease_seconds: float
     exclusive: bool  # the only engine on this database: take over leases at start
     max_validations: int = 2
+
+    @property
+    def shard_slots(self) -> int:
+        return self.shard_concurrency * self.max_jobs_in_progress
 
 
 class Engine:
@@ -50,13 +70,15 @@ class Engine:
         settings: EngineSettings,
         metrics: Metrics | None = None,
     ) -> None:
-        self.metrics = metrics
         self.work = work
+        self.shard_work = ShardWork(work.store, work.owner, settings.lease_seconds)
         self.storage = storage
         self.models = models
         self.settings = settings
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._runners: dict[str, JobRunner] = {}
+        self.metrics = metrics
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # validations, stops, finalisations
+        self._active: dict[str, ActiveJob] = {}
+        self._shard_tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = threading.Event()
@@ -87,6 +109,9 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _thread_main(self) -> None:
         asyncio.run(self._main())
 
@@ -95,6 +120,8 @@ class Engine:
         self._wake = asyncio.Event()
         if self.settings.exclusive:
             await asyncio.to_thread(self.work.release_all_leases)
+            await asyncio.to_thread(self.shard_work.release_all)
+        monitor = asyncio.create_task(self._monitor())
         self.running.set()
         try:
             while not self._stopping.is_set():
@@ -107,77 +134,71 @@ class Engine:
                 self._wake.clear()
         finally:
             self.running.clear()
-            for task in self._tasks.values():
+            monitor.cancel()
+            pending = [*self._tasks.values(), *self._shard_tasks.values(), monitor]
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
+            for job_id, index in list(self._shard_tasks):
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.shard_work.release, job_id, index)
             await self.models.aclose()
 
     def _spawn(self, job_id: str, coro: Coroutine[Any, Any, None]) -> None:
+        if job_id in self._tasks:
+            coro.close()
+            return
         task = asyncio.create_task(coro)
         self._tasks[job_id] = task
 
         def done(_t: asyncio.Task[None]) -> None:
             self._tasks.pop(job_id, None)
-            self._runners.pop(job_id, None)
             if self._wake is not None:
                 self._wake.set()
 
         task.add_done_callback(done)
 
+    async def _try(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except (ConflictError, StorageError) as exc:
+            log.info("engine step skipped: %s", exc)
+            return None
+
     # -- one pass ------------------------------------------------------------------------
 
     async def _tick(self) -> None:
         work = self.work
-        await asyncio.to_thread(work.renew, list(self._tasks))
+        await asyncio.to_thread(work.renew, [key.split(":", 1)[1] for key in self._tasks])
+        waiting = frozenset({JobStatus.SUBMITTED, JobStatus.VALIDATING, JobStatus.SCHEDULED})
         for job_id in await asyncio.to_thread(work.expired_waiting_jobs):
             if job_id not in self._tasks:
-                await self._try(work.store.transition, job_id, JobStatus.EXPIRED, None,
-                                expected=frozenset({JobStatus.SUBMITTED, JobStatus.VALIDATING, JobStatus.SCHEDULED}))  # fmt: skip
-        validations = len(self._tasks) - len(self._runners)
+                await self._try(
+                    work.store.transition, job_id, JobStatus.EXPIRED, None, expected=waiting
+                )
+        validations = sum(1 for t in self._tasks if t.startswith("v:"))
         if validations < self.settings.max_validations:
+            free = self.settings.max_validations - validations
             for job in await asyncio.to_thread(
-                work.claim_jobs, [JobStatus.SUBMITTED], self.settings.max_validations - validations
+                work.claim_jobs, [JobStatus.SUBMITTED, JobStatus.VALIDATING], free
             ):
-                self._spawn_once(job.job_id, self._validate(job))
-        for job in await asyncio.to_thread(
-            work.claim_jobs, [JobStatus.STOPPING, JobStatus.IN_PROGRESS, JobStatus.VALIDATING], 50
-        ):
-            if job.job_id in self._tasks:
-                continue
-            if job.status == JobStatus.VALIDATING:  # a dead engine was validating it: start over
-                self._spawn_once(job.job_id, self._validate(job, restart=True))
-            elif job.status == JobStatus.STOPPING and not await asyncio.to_thread(
-                self._ever_ran, job
-            ):
-                self._spawn_once(job.job_id, self._stop_unstarted(job))
+                self._spawn(
+                    f"v:{job.job_id}",
+                    self._validate(job, restart=job.status == JobStatus.VALIDATING),
+                )
+        for job in await asyncio.to_thread(work.claim_jobs, [JobStatus.STOPPING], 20):
+            if not await asyncio.to_thread(self._ever_ran, job):
+                self._spawn(f"s:{job.job_id}", self._stop_unstarted(job))
             else:
-                self._spawn_run(job)
+                await asyncio.to_thread(work.release, job.job_id)  # finalisation handles it
         await self._schedule()
+        await self._claim_shards()
+        await self._finalize_ready()
         for job in await asyncio.to_thread(work.jobs_with_parts_pending):
-            if job.job_id not in self._tasks:
+            if f"f:{job.job_id}" not in self._tasks:
                 layout = JobLayout.of(job.job_id, job.spec.input_s3_uri, job.spec.output_s3_uri)
                 await self._try(delete_parts, self.storage, layout)
                 await self._try(work.set_parts_pending, job.job_id, False)
-
-    def _spawn_once(self, job_id: str, coro: Coroutine[Any, Any, None]) -> None:
-        if job_id in self._tasks:
-            coro.close()
-            return
-        self._spawn(job_id, coro)
-
-    def _spawn_run(self, job: Job) -> None:
-        runner = JobRunner(
-            job, self.work, self.storage, self.models, self.settings.runner, self.metrics
-        )
-        self._runners[job.job_id] = runner
-        self._spawn(job.job_id, runner.run())
-
-    async def _try(self, fn: object, *args: object, **kwargs: object) -> object:
-        try:
-            return await asyncio.to_thread(fn, *args, **kwargs)  # type: ignore[arg-type]
-        except (ConflictError, StorageError) as exc:
-            log.info("engine step skipped: %s", exc)
-            return None
 
     async def _schedule(self) -> None:
         total, per_model = await asyncio.to_thread(self.work.in_progress_counts)
@@ -189,13 +210,147 @@ class Engine:
                 break
             if per_model.get(job.spec.model_id, 0) >= self.settings.max_jobs_per_model:
                 continue  # later jobs of other models may still start (per-model limit)
-            started = await self._try(self.work.start_job, job.job_id)
-            if started is None:
+            if await self._try(self.work.start_job, job.job_id) is None:
                 continue
-            assert isinstance(started, Job)
             free -= 1
             per_model[job.spec.model_id] = per_model.get(job.spec.model_id, 0) + 1
-            self._spawn_run(started)
+
+    # -- shards ----------------------------------------------------------------------------
+
+    async def _activate(self, job_id: str) -> ActiveJob | None:
+        job = await asyncio.to_thread(self.work.store.get_job, job_id)
+        if job is None or job.status != JobStatus.IN_PROGRESS:
+            return None
+        entry = self.models.entry(job.spec.model_id)
+        if entry is None:
+            await self._try(self.work.finish, job_id, JobStatus.FAILED, None,
+                            f"model {job.spec.model_id} is no longer in the catalog")  # fmt: skip
+            return None
+        files = await asyncio.to_thread(self.work.files, job_id)
+        active = ActiveJob(
+            job=job,
+            ctx=ShardContext(
+                job_id=job_id,
+                model_id=job.spec.model_id,
+                layout=JobLayout.of(job_id, job.spec.input_s3_uri, job.spec.output_s3_uri),
+                files={f.file_index: f for f in files},
+                storage=self.storage,
+                body_format=self.models.body_format(entry, job.spec.invocation_type),
+                backend=self.models.backend(entry),
+                inflight=asyncio.Semaphore(self.settings.record_concurrency),
+                unprocessed_message=lambda: unprocessed_message(active.stop_reason),
+                metrics=self.metrics,
+            ),
+        )
+        self._active[job_id] = active
+        return active
+
+    async def _claim_shards(self) -> None:
+        free = self.settings.shard_slots - len(self._shard_tasks)
+        if free <= 0:
+            return
+        for job_id in await asyncio.to_thread(self.shard_work.runnable_jobs, 10):
+            active = self._active.get(job_id) or await self._activate(job_id)
+            if active is None or active.stop.is_set():
+                continue
+            want = min(free, self.settings.shard_concurrency - len(active.in_flight))
+            for shard in await asyncio.to_thread(self.shard_work.claim, job_id, want):
+                key = (job_id, shard.shard_index)
+                active.in_flight[shard.shard_index] = Tally()
+                task = asyncio.create_task(self._run_shard(active, shard))
+                self._shard_tasks[key] = task
+                task.add_done_callback(functools.partial(self._shard_done, key))
+                free -= 1
+            if free <= 0:
+                return
+
+    def _shard_done(self, key: tuple[str, int], _task: asyncio.Task[None]) -> None:
+        self._shard_tasks.pop(key, None)
+        active = self._active.get(key[0])
+        if active is not None:
+            active.in_flight.pop(key[1], None)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run_shard(self, active: ActiveJob, shard: Shard) -> None:
+        job_id = active.job.job_id
+        job_id_var.set(job_id)
+        ctx = active.ctx
+        try:
+            lines, result = await run_shard(
+                ctx, shard, active.stop, active.in_flight[shard.shard_index]
+            )
+            body = b"\n".join(lines) + b"\n" if lines else b""
+            await asyncio.to_thread(
+                self.storage.put_bytes,
+                ctx.layout.output_bucket,
+                ctx.layout.part_key(shard.shard_index),
+                body,
+            )
+            await asyncio.to_thread(self.shard_work.complete, job_id, shard.shard_index, result)
+        except (StorageError, BackendUnavailable) as exc:
+            log.warning("job failed: %s", exc)
+            active.request_stop(JobStatus.FAILED)
+            counts = await asyncio.to_thread(self.work.durable_counts, job_id)
+            await self._try(self.work.finish, job_id, JobStatus.FAILED, counts, str(exc))
+
+    async def _monitor(self) -> None:
+        """Publish live counters, notice Stop and deadlines, renew shard leases, rewrite manifests."""
+        while True:
+            await asyncio.sleep(self.settings.progress_interval_s)
+            try:
+                await self._monitor_once()
+            except Exception:
+                log.exception("engine monitor pass failed")
+
+    async def _monitor_once(self) -> None:
+        statuses = await asyncio.to_thread(self.work.status_of, list(self._active))
+        keys = list(self._shard_tasks)
+        await asyncio.to_thread(self.shard_work.renew, keys)
+        for job_id, active in list(self._active.items()):
+            status = statuses.get(job_id)
+            if status not in RUNNING:
+                active.request_stop(JobStatus.STOPPED)  # failed or finished elsewhere
+            else:
+                active.check(status)
+            partials = {index: tally.partial() for index, tally in active.in_flight.items()}
+            if partials:
+                await asyncio.to_thread(self.shard_work.publish, job_id, partials)
+            if (
+                time.monotonic() - active.last_manifest >= self.settings.manifest_interval_s
+                and status in RUNNING
+            ):
+                active.last_manifest = time.monotonic()
+                job = await asyncio.to_thread(self.work.store.get_job, job_id)
+                if job is not None:
+                    manifest = manifest_of(job.counts.total or 0, job.counts)
+                    await self._try(write_manifest, self.storage, active.ctx.layout, manifest)
+            if not active.in_flight:
+                self._active.pop(job_id, None)
+
+    async def _finalize_ready(self) -> None:
+        for job_id in await asyncio.to_thread(self.shard_work.finalizable_jobs, 5):
+            active = self._active.get(job_id)
+            if f"f:{job_id}" in self._tasks or (active is not None and active.in_flight):
+                continue
+            if await asyncio.to_thread(self.shard_work.claim_job, job_id):
+                self._spawn(f"f:{job_id}", self._finalize(job_id))
+
+    async def _finalize(self, job_id: str) -> None:
+        job_id_var.set(job_id)
+        job = await asyncio.to_thread(self.work.store.get_job, job_id)
+        if job is None or job.status not in RUNNING:
+            return
+        try:
+            finished = await asyncio.to_thread(finalize_job, self.work, self.storage, job)
+            log.info("job finished: %s, %s of %s records processed",
+                     finished.status.value, finished.counts.processed, finished.counts.total)  # fmt: skip
+        except StorageError as exc:
+            log.warning("job failed while finalising: %s", exc)
+            counts = await asyncio.to_thread(self.work.durable_counts, job_id)
+            await self._try(self.work.finish, job_id, JobStatus.FAILED, counts, str(exc))
+        except ConflictError as exc:
+            log.info("finalisation skipped: %s", exc)
 
     # -- validation ------------------------------------------------------------------------
 

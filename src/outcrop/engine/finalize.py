@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from outcrop.domain.jobs import RecordCounts
+from outcrop.domain.clock import utcnow
+from outcrop.domain.jobs import Job, JobStatus, RecordCounts
 from outcrop.domain.records import Manifest, error_line
+from outcrop.engine.active import unprocessed_message
 from outcrop.engine.layout import JobLayout
 from outcrop.engine.shard import read_shard_records
 from outcrop.storage.base import ObjectStore
-from outcrop.store.work import InputFile, Shard
+from outcrop.store.work import InputFile, Shard, WorkStore
 
 _COPY_CHUNK = 1024 * 1024
 
@@ -65,3 +67,33 @@ def write_manifest(storage: ObjectStore, layout: JobLayout, manifest: Manifest) 
 
 def delete_parts(storage: ObjectStore, layout: JobLayout) -> None:
     storage.delete_prefix(layout.output_bucket, layout.parts_prefix)
+
+
+def finalize_job(work: WorkStore, storage: ObjectStore, job: Job) -> Job:
+    """Bring a running job whose shards are all settled to its terminal status (idempotent).
+
+    Stopping becomes Stopped; a job past its deadline with unprocessed records becomes
+    PartiallyCompleted; anything else Completed.
+    """
+    layout = JobLayout.of(job.job_id, job.spec.input_s3_uri, job.spec.output_s3_uri)
+    if job.status == JobStatus.STOPPING:
+        reason: JobStatus | None = JobStatus.STOPPED
+    elif utcnow() >= job.job_expiration_time:
+        reason = JobStatus.PARTIALLY_COMPLETED
+    else:
+        reason = None
+    files = work.files(job.job_id)
+    shards = work.shards(job.job_id)
+    unprocessed = assemble_outputs(storage, layout, files, shards, unprocessed_message(reason))
+    counts = work.durable_counts(job.job_id)
+    write_manifest(storage, layout, manifest_of(job.counts.total or 0, counts))
+    if reason == JobStatus.STOPPED:
+        target = JobStatus.STOPPED
+    elif reason == JobStatus.PARTIALLY_COMPLETED and unprocessed:
+        target = JobStatus.PARTIALLY_COMPLETED
+    else:
+        target = JobStatus.COMPLETED
+    finished = work.finish(job.job_id, target, counts)
+    delete_parts(storage, layout)
+    work.set_parts_pending(job.job_id, False)
+    return finished

@@ -12,7 +12,7 @@ import orjson
 from outcrop.backends.base import Backend
 from outcrop.domain.records import BOM, InputRecord, error_line, is_blank, output_line, to_record
 from outcrop.engine.layout import JobLayout
-from outcrop.engine.progress import JobProgress
+from outcrop.engine.progress import Tally
 from outcrop.formats.base import (
     BodyFormat,
     FormatError,
@@ -37,7 +37,6 @@ class ShardContext:
     body_format: BodyFormat
     backend: Backend
     inflight: asyncio.Semaphore
-    progress: JobProgress
     unprocessed_message: Callable[[], str]
     metrics: Metrics | None = None
 
@@ -64,7 +63,7 @@ def unprocessed_lines(records: list[InputRecord], message: str) -> list[bytes]:
 
 
 async def run_shard(
-    ctx: ShardContext, shard: Shard, stop: asyncio.Event
+    ctx: ShardContext, shard: Shard, stop: asyncio.Event, tally: Tally
 ) -> tuple[list[bytes], ShardResult]:
     """Process a shard; when `stop` is set, in-flight calls are cancelled and unfinished records
     become 408 error records, so that everything finished so far is kept."""
@@ -79,7 +78,7 @@ async def run_shard(
         except FormatError as exc:
             lines[i] = error_line(record, 400, str(exc))
             errors += 1
-    ctx.progress.add(0, errors, 0, 0)
+    tally.add(0, errors, 0, 0)
     if ctx.metrics is not None:
         ctx.metrics.record_batch(ctx.model_id, 0, errors, 0, 0)
 
@@ -110,7 +109,7 @@ async def run_shard(
         errors += bad
         in_tokens += tin
         out_tokens += tout
-        ctx.progress.add(ok, bad, tin, tout)
+        tally.add(ok, bad, tin, tout)
         if ctx.metrics is not None:
             ctx.metrics.record_batch(ctx.model_id, ok, bad, tin, tout)
 

@@ -146,14 +146,14 @@ class WorkStore:
             )
 
     def start_job(self, job_id: str) -> Job:
-        """Scheduled -> InProgress, leased to this engine in the same transaction."""
-        lease = {"lease_owner": self.owner, "lease_expires_us": self._now_us() + self.lease_us}
+        """Scheduled -> InProgress; its shards are then claimed by whichever engines are free."""
+        # parts_pending: part objects may exist from now until the job's parts are cleaned up
         return self.store.transition(
             job_id,
             JobStatus.IN_PROGRESS,
             None,
             expected=frozenset({JobStatus.SCHEDULED}),
-            values=lease,
+            values={"parts_pending": 1},
         )
 
     def status_of(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
