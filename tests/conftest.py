@@ -25,3 +25,26 @@ def bedrock(server: OutcropServer) -> Any:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="module")
+def quiet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutcropServer]:
+    """A server without the engine: jobs stay where the API puts them (Submitted, Stopping)."""
+    data = tmp_path_factory.mktemp("outcrop-quiet") / "data"
+    with running_server(data, OUTCROP_ENGINE="false") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def quiet_bedrock(quiet_server: OutcropServer) -> Any:
+    return quiet_server.client()
+
+
+@pytest.fixture(scope="module")
+def raw(quiet_server: OutcropServer) -> Iterator[Any]:
+    """Signed raw HTTP client for the quiet server (see tests/acceptance/raw.py)."""
+    from tests.acceptance.raw import RawClient
+
+    client = RawClient.for_server(quiet_server)
+    yield client
+    client.close()

@@ -74,7 +74,9 @@ class Connection:
         frozen = creds.get_frozen_credentials()
         request = AWSRequest(method=method, url=url, headers=headers or {})
         SigV4Auth(
-            Credentials(frozen.access_key or "", frozen.secret_key or "", frozen.token), "bedrock", self.region
+            Credentials(frozen.access_key or "", frozen.secret_key or "", frozen.token),
+            "bedrock",
+            self.region,
         ).add_auth(request)
         return dict(request.headers.items())
 

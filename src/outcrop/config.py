@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     shard_concurrency: int = Field(4, ge=1)
     record_concurrency: int = Field(16, ge=1)
     lease_seconds: float = Field(15.0, gt=0)
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ray_actors: int = Field(2, ge=1)
+    ray_actor_cpus: float = Field(0.5, gt=0)
     progress_interval_s: float = Field(0.5, gt=0)
     manifest_interval_s: float = Field(5.0, gt=0)
     poll_interval_s: float = Field(0.2, gt=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine as DbEngine
 from starlette.types import ASGIApp
@@ -14,8 +16,10 @@ from outcrop.api.bedrock import BedrockApi, new_secret
 from outcrop.api.events import EventRoutes
 from outcrop.api.pagination import CursorCodec
 from outcrop.config import Settings
-from outcrop.domain.catalog import Catalog
+from outcrop.console import console_routes
+from outcrop.domain.catalog import Catalog, CatalogEntry
 from outcrop.engine.engine import Engine, EngineSettings
+from outcrop.engine.executors import ShardExecutor
 from outcrop.engine.models import ModelCatalog
 from outcrop.engine.validate import Limits
 from outcrop.events.dispatcher import Dispatcher, DispatcherSettings
@@ -85,9 +89,26 @@ class Runtime:
         )
         models = self.catalog()
         self.metrics.add_collector(BackendStatsCollector(models.backends))
-        self.engine = Engine(work, storage, models, engine_settings, self.metrics)
+        self.engine = Engine(work, storage, models, engine_settings, self.metrics, self._executor())
         self.engine.start()
         return self.engine
+
+    def _executor(self) -> ShardExecutor | None:
+        s = self.settings
+        if s.executor != "ray":
+            return None
+        from outcrop.engine.executors import RayExecutor
+
+        # Actors rebuild storage and catalog from these settings in their own processes.
+        shipped = s.model_copy(update={"account_id": self.identity.account_id}).model_dump(
+            mode="json"
+        )
+        for path_field in ("data_dir", "catalog"):
+            if shipped.get(path_field):
+                shipped[path_field] = str(Path(shipped[path_field]).resolve())
+        return RayExecutor(
+            s.ray_address or "auto", shipped, s.ray_actors, s.ray_actor_cpus, s.record_concurrency
+        )
 
     def asgi(self) -> ASGIApp:
         secret = self.store.meta_value("cursor_secret", new_secret)
@@ -102,8 +123,29 @@ class Runtime:
             notify=engine.wake if engine is not None else None,
         )
         verifier = SigV4Verifier(self.store.find_access_key, self.settings.clock_skew_seconds)
-        extra = event_routes(verifier, EventRoutes(OutboxStore(self.store)))
+        extra: list[Any] = event_routes(verifier, EventRoutes(OutboxStore(self.store)))
+        extra += console_routes(
+            self.store,
+            api,
+            storage=self._console_storage,
+            catalog=self._console_catalog,
+            secret=self.store.meta_value("console_secret", new_secret),
+        )
         return create_app(api, verifier, self.metrics, self.readiness_problems, extra_routes=extra)
+
+    def _console_storage(self) -> ObjectStore | None:
+        """The engine's object store, or (API-only process) one opened for the console."""
+        if self.storage is None:
+            s = self.settings
+            self.storage = open_object_store(
+                s.model_copy(update={"account_id": self.identity.account_id})
+            )
+        return self.storage
+
+    def _console_catalog(self) -> list[CatalogEntry]:
+        if self.engine is not None:
+            return self.engine.models.catalog.entries()
+        return Catalog.load(self.settings.catalog).entries()
 
     def readiness_problems(self) -> list[str]:
         """What keeps this process from doing its job: database, storage, engine."""

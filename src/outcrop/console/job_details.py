@@ -55,9 +55,7 @@ def _events(deps: Deps, job: Job) -> list[dict[str, Any]]:
     ]
 
 
-def job_details(
-    deps: Deps, ctx: Ctx, tag_error: str | None = None, status: int = 200
-) -> Response:
+def job_details(deps: Deps, ctx: Ctx, tag_error: str | None = None, status: int = 200) -> Response:
     job = _job(deps, ctx)
     if job is None:
         return not_found(deps, ctx, "job")

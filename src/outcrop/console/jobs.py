@@ -108,7 +108,9 @@ def _page(deps: Deps, ctx: Ctx) -> dict[str, Any]:
 
 
 def list_jobs(deps: Deps, ctx: Ctx) -> Response:
-    return deps.render("jobs.html", ctx.base("jobs", title="Batch inference jobs", **_page(deps, ctx)))
+    return deps.render(
+        "jobs.html", ctx.base("jobs", title="Batch inference jobs", **_page(deps, ctx))
+    )
 
 
 def job_rows(deps: Deps, ctx: Ctx) -> Response:

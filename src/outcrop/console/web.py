@@ -173,9 +173,7 @@ def forbidden(deps: Deps) -> Response:
 
 
 def not_found(deps: Deps, ctx: Ctx, what: str) -> Response:
-    return deps.render(
-        "not_found.html", ctx.base("jobs", title="Not found", what=what), status=404
-    )
+    return deps.render("not_found.html", ctx.base("jobs", title="Not found", what=what), status=404)
 
 
 def see_other(path: str) -> RedirectResponse:

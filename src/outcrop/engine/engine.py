@@ -21,11 +21,12 @@ from typing import Any
 from outcrop.backends.base import BackendUnavailable
 from outcrop.domain.jobs import Job, JobStatus
 from outcrop.engine.active import ActiveJob, unprocessed_message
+from outcrop.engine.executors import LocalExecutor, ShardExecutor, ShardLost
 from outcrop.engine.finalize import delete_parts, finalize_job, manifest_of, write_manifest
 from outcrop.engine.layout import JobLayout
 from outcrop.engine.models import ModelCatalog
 from outcrop.engine.progress import Tally
-from outcrop.engine.shard import ShardContext, run_shard
+from outcrop.engine.shard import ShardContext
 from outcrop.engine.validate import Limits, validate_input
 from outcrop.errors import ConflictError, ValidationError
 from outcrop.logs import job_id_var
@@ -69,7 +70,9 @@ class Engine:
         models: ModelCatalog,
         settings: EngineSettings,
         metrics: Metrics | None = None,
+        executor: ShardExecutor | None = None,
     ) -> None:
+        self.executor: ShardExecutor = executor or LocalExecutor()
         self.work = work
         self.shard_work = ShardWork(work.store, work.owner, settings.lease_seconds)
         self.storage = storage
@@ -142,6 +145,7 @@ class Engine:
             for job_id, index in list(self._shard_tasks):
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(self.shard_work.release, job_id, index)
+            await self.executor.aclose()
             await self.models.aclose()
 
     def _spawn(self, job_id: str, coro: Coroutine[Any, Any, None]) -> None:
@@ -277,9 +281,7 @@ class Engine:
         job_id_var.set(job_id)
         ctx = active.ctx
         try:
-            lines, result = await run_shard(
-                ctx, shard, active.stop, active.in_flight[shard.shard_index]
-            )
+            lines, result = await self.executor.run(active, shard)
             body = b"\n".join(lines) + b"\n" if lines else b""
             await asyncio.to_thread(
                 self.storage.put_bytes,
@@ -288,6 +290,9 @@ class Engine:
                 body,
             )
             await asyncio.to_thread(self.shard_work.complete, job_id, shard.shard_index, result)
+        except ShardLost as exc:
+            log.warning("%s; the shard will be claimed again", exc)
+            await self._try(self.shard_work.release, job_id, shard.shard_index)
         except (StorageError, BackendUnavailable) as exc:
             log.warning("job failed: %s", exc)
             active.request_stop(JobStatus.FAILED)
@@ -309,7 +314,7 @@ class Engine:
         await asyncio.to_thread(self.shard_work.renew, keys)
         for job_id, active in list(self._active.items()):
             status = statuses.get(job_id)
-            if status not in RUNNING:
+            if status is not None and status not in RUNNING:  # None: activated after the read
                 active.request_stop(JobStatus.STOPPED)  # failed or finished elsewhere
             else:
                 active.check(status)
