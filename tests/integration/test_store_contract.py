@@ -29,6 +29,7 @@ from outcrop.domain.jobs import (
 )
 from outcrop.errors import ConflictError, ResourceNotFoundError, TooManyTagsError
 from outcrop.store.database import create_db_engine, migrate
+from outcrop.store.shard_work import ShardWork
 from outcrop.store.sql import MAX_TAGS_PER_JOB, SqlJobStore
 from outcrop.store.tables import jobs
 from outcrop.store.work import InputFile, Shard, ShardResult, WorkStore
@@ -618,22 +619,29 @@ class TestJobStoreContract:
         assert work.shards(job.job_id) == []
         assert store.get_job(job.job_id) == job
 
-    def test_start_job_moves_scheduled_to_in_progress_under_lease(
+    def test_start_job_then_engines_share_its_shards_without_overlap(
         self, store: SqlJobStore, other_store: SqlJobStore
     ) -> None:
         job = self.job_in(store, S.VALIDATING)
         work = WorkStore(store, "engine-a", lease_seconds=30)
-        work.save_plan(job.job_id, *self.plan())
+        files, plan = self.plan()
+        work.save_plan(job.job_id, files, plan)
 
         started = work.start_job(job.job_id)
 
         assert started.status is S.IN_PROGRESS
         assert started.counts.total == 210
         assert work.in_progress_counts() == (1, {job.spec.model_id: 1})
-        other = WorkStore(other_store, "engine-b", lease_seconds=30)
-        assert other.claim_jobs([S.IN_PROGRESS], 10) == []
         with pytest.raises(ConflictError):
             work.start_job(job.job_id)
+        mine = ShardWork(store, "engine-a", lease_seconds=30)
+        theirs = ShardWork(other_store, "engine-b", lease_seconds=30)
+        assert mine.runnable_jobs(10) == [job.job_id]
+        first = mine.claim(job.job_id, 1)
+        rest = theirs.claim(job.job_id, 10)
+        claimed = [s.shard_index for s in first + rest]
+        assert sorted(claimed) == [s.shard_index for s in plan]  # every shard once, no overlap
+        assert mine.claim(job.job_id, 10) == [] and theirs.runnable_jobs(10) == []
 
     def test_complete_shard_is_idempotent_and_durable_counts_sum_done_shards(
         self, store: SqlJobStore

@@ -98,6 +98,10 @@ class SigV4Verifier:
         if len(credential) != 5 or credential[4] != "aws4_request":
             raise InvalidSignatureError("Credential must be KEY/DATE/REGION/SERVICE/aws4_request.")
         access_key_id, scope_date, region, service, _ = credential
+        if service != "bedrock":
+            raise InvalidSignatureError(
+                f"Credential should be scoped to service 'bedrock', not '{service}'."
+            )
         amz_date = (header_map.get("x-amz-date") or [""])[0]
         try:
             signed_at = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)

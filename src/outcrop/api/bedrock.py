@@ -21,7 +21,6 @@ from outcrop.domain.jobs import JobRef, JobSpec, JobStatus, ListQuery, Tag, pars
 from outcrop.errors import (
     AccessDeniedError,
     ResourceNotFoundError,
-    ServiceQuotaExceededError,
     ValidationError,
 )
 from outcrop.storage.uri import check_key, parse_s3_uri
@@ -122,24 +121,16 @@ class BedrockApi:
         )
         if len(spec.tags) > 50:
             raise ValidationError("A job can have at most 50 tags.")
-        if spec.client_request_token is None or not self._token_known(caller, spec):
-            active = self.store.count_active_jobs(caller.account_id)
-            if active >= self.max_active_jobs_per_account:
-                raise ServiceQuotaExceededError(
-                    f"This account already has {active} submitted or in-progress jobs; the quota "
-                    f"is {self.max_active_jobs_per_account}."
-                )
-        job, _created = self.store.create_job(
-            caller.account_id, self.region, spec, self.hour_seconds
+        job, created = self.store.create_job(
+            caller.account_id,
+            self.region,
+            spec,
+            self.hour_seconds,
+            self.max_active_jobs_per_account,
         )
+        if created:
+            self._changed()
         return json_response({"jobArn": job.arn})
-
-    def _token_known(self, caller: Caller, spec: JobSpec) -> bool:
-        # A retried create must return the original job even when the quota is now full.
-        return (
-            self.store.job_id_for_token(caller.account_id, spec.client_request_token or "")
-            is not None
-        )
 
     def GetModelInvocationJob(self, caller: Caller, identifier: str) -> Response:
         ref = self._resolve(caller, identifier, "jobIdentifier")

@@ -95,6 +95,12 @@ class OutboxStore:
         with self.store.writing() as conn:
             stmt = select(meta.c.value).where(meta.c.key == ROUTE_CURSOR_KEY)
             if not self.store._sqlite:
+                # A sequence hands out seq values before their transactions commit, and they
+                # commit in any order: without this, the cursor could pass a seq whose event
+                # is not yet visible, and that event would never be routed. SHARE mode waits
+                # for every transaction inserting events to end and holds new ones off until
+                # this one commits (SQLite's single writer already gives that order).
+                conn.exec_driver_sql("LOCK TABLE events IN SHARE MODE")
                 stmt = stmt.with_for_update()
             cursor_value = conn.scalar(stmt)
             if cursor_value is None:

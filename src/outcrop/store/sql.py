@@ -27,7 +27,13 @@ from outcrop.domain.jobs import (
     check_transition,
     new_job_id,
 )
-from outcrop.errors import ConflictError, ResourceNotFoundError, TooManyTagsError
+from outcrop.errors import (
+    ConflictError,
+    InternalServerError,
+    ResourceNotFoundError,
+    ServiceQuotaExceededError,
+    TooManyTagsError,
+)
 from outcrop.events.envelope import state_change_event
 from outcrop.store.tables import (
     access_keys,
@@ -150,16 +156,30 @@ class SqlJobStore:
     # -- jobs ---------------------------------------------------------------------------
 
     def create_job(
-        self, account_id: str, region: str, spec: JobSpec, hour_seconds: float
+        self,
+        account_id: str,
+        region: str,
+        spec: JobSpec,
+        hour_seconds: float,
+        max_active: int | None = None,
     ) -> tuple[Job, bool]:
         """Insert a Submitted job; with a known clientRequestToken return the original instead.
 
-        Returns (job, created). The same token with a different request is a ConflictError.
+        Returns (job, created). The same token with a different request is a ConflictError; a
+        new job beyond `max_active` submitted-to-stopping jobs is a ServiceQuotaExceededError
+        (checked in the inserting transaction, so concurrent creates cannot overshoot).
         """
         fingerprint = request_hash(spec)
+        failure: IntegrityError | None = None
         for _attempt in range(3):
             try:
                 with self.writing() as conn:
+                    if not self._sqlite:  # serialise this account's creates (SQLite already does)
+                        conn.execute(
+                            select(accounts.c.account_id)
+                            .where(accounts.c.account_id == account_id)
+                            .with_for_update()
+                        )
                     if spec.client_request_token is not None:
                         existing = self._by_token(conn, account_id, spec.client_request_token)
                         if existing is not None:
@@ -169,6 +189,13 @@ class SqlJobStore:
                                     "request in this account."
                                 )
                             return self._job(conn, existing), False
+                    if max_active is not None:
+                        active = self._count_active(conn, account_id)
+                        if active >= max_active:
+                            raise ServiceQuotaExceededError(
+                                f"This account already has {active} submitted or in-progress jobs; "
+                                f"the quota is {max_active}."
+                            )
                     now = self.clock()
                     now_us = to_us(now)
                     expiration = now + timedelta(seconds=spec.timeout_hours * hour_seconds)
@@ -208,11 +235,12 @@ class SqlJobStore:
                     job = self._job(conn, row)
                     self._emit(conn, job, now_us)
                     return job, True
-            except IntegrityError:
+            except IntegrityError as exc:
                 # A concurrent create won the race for this token (or, astronomically rarely,
-                # the job id): read it back on the next attempt.
+                # the random job id collided): the next attempt reads the token back.
+                failure = exc
                 continue
-        raise ConflictError("Could not create the job because of concurrent requests; retry.")
+        raise InternalServerError(f"Could not store the job: {type(failure).__name__}")
 
     def job_id_for_token(self, account_id: str, token: str) -> str | None:
         with self.reading() as conn:
@@ -259,15 +287,19 @@ class SqlJobStore:
 
     def count_active_jobs(self, account_id: str) -> int:
         with self.reading() as conn:
-            return int(
-                conn.scalar(
-                    select(func.count())
-                    .select_from(jobs)
-                    .where(jobs.c.account_id == account_id)
-                    .where(jobs.c.status.in_([s.value for s in ACTIVE_STATUSES]))
-                )
-                or 0
+            return self._count_active(conn, account_id)
+
+    @staticmethod
+    def _count_active(conn: Connection, account_id: str) -> int:
+        return int(
+            conn.scalar(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.account_id == account_id)
+                .where(jobs.c.status.in_([s.value for s in ACTIVE_STATUSES]))
             )
+            or 0
+        )
 
     def request_stop(self, account_id: str, job_id: str) -> Job:
         """StopModelInvocationJob: idempotent on Stopping/Stopped, Conflict on other terminal states."""
