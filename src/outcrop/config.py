@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     shard_concurrency: int = Field(4, ge=1)
     record_concurrency: int = Field(16, ge=1)
     lease_seconds: float = Field(15.0, gt=0)
-    executor: Literal["local", "ray"] = "local"
+    executor: Literal["local", "process", "ray"] = "local"
+    process_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     ray_address: str | None = None
     ray_actors: int = Field(2, ge=1)
     ray_actor_cpus: float = Field(0.5, gt=0)

@@ -95,11 +95,11 @@ class Runtime:
 
     def _executor(self) -> ShardExecutor | None:
         s = self.settings
-        if s.executor != "ray":
+        if s.executor == "local":
             return None
         from outcrop.engine.executors import RayExecutor
 
-        # Actors rebuild storage and catalog from these settings in their own processes.
+        # Workers rebuild storage and catalog from these settings in their own processes.
         shipped = s.model_copy(update={"account_id": self.identity.account_id}).model_dump(
             mode="json"
         )

@@ -235,16 +235,14 @@ def create(
         fail("give either --input s3://... or one or more --input-file with --bucket")
     if input_files and not bucket:
         fail("--input-file needs --bucket (where to upload the files)")
+    from outcrop.storage import parse_s3_uri
+
     with session(
-        endpoint_url,
-        profile,
-        region,
-        output,
-        data_dir=data_dir,
-        s3_endpoint_url=s3_endpoint_url,
+        endpoint_url, profile, region, output, data_dir=data_dir, s3_endpoint_url=s3_endpoint_url
     ) as s:
         if input_files:
             assert bucket is not None
+            parse_s3_uri(output_uri)  # fail before uploading when the output URI is wrong
             input_uri = upload_inputs(s, input_files, bucket, prefix or name)
         request: dict[str, Any] = {
             "jobName": name,
@@ -270,7 +268,7 @@ def create(
 
 def upload_inputs(s: Session, files: list[Path], bucket: str, prefix: str) -> str:
     """Stream each file to s3://bucket/prefix/<basename>; returns the prefix's URI."""
-    from outcrop.storage import S3Location
+    from outcrop.storage import check_key, parse_s3_uri
 
     names = [f.name for f in files]
     for path in files:
@@ -280,7 +278,9 @@ def upload_inputs(s: Session, files: list[Path], bucket: str, prefix: str) -> st
             fail(f"{path}: input files must end in .jsonl (the job reads only those)")
     if len(set(names)) != len(names):
         fail("input files must have distinct names (each is uploaded under its basename)")
-    folder = S3Location(bucket, prefix.strip("/") + "/")
+    # Refuse a bad bucket or prefix before uploading anything the job could then not read.
+    folder = parse_s3_uri(f"s3://{bucket}/{prefix.strip('/')}/")
+    check_key(folder.key)
     store = s.store()
     try:
         _ensure_local_bucket(store, bucket)
@@ -692,14 +692,15 @@ def _watch_bar(s: Session, job: str, interval: float) -> dict[str, Any]:
         for found, changed in _poll(s, job, interval):
             if changed:
                 note = f": {found['message']}" if found.get("message") else ""
-                bar.console.print(f"{datetime.now().strftime('%H:%M:%S')}  {found['status']}{note}")
+                stamp = datetime.now().strftime("%H:%M:%S")
+                bar.console.print(f"{stamp}  {found['status']}{note}", highlight=False)
             bar.update(
                 task,
                 description=found["status"],
                 total=found.get("totalRecordCount") or None,
                 completed=found.get("processedRecordCount") or 0,
             )
-            speed = bar.tasks[0].speed
+            speed = bar.tasks[0].finished_speed or bar.tasks[0].speed
             bar.update(task, rate=f"{speed:,.1f} rec/s" if speed else "")
     return found
 
@@ -710,7 +711,10 @@ def _summary(found: dict[str, Any]) -> None:
     took = ""
     if found.get("endTime") and found.get("submitTime"):
         took = f" in {age(found['submitTime'], found['endTime'])}"
-    out.print(f"[{colour}]{found['jobName']} {status}[/{colour}]{took}  ({found['jobArn']})")
+    out.print(
+        f"[{colour}]{found['jobName']} {status}[/{colour}]{took}  ({found['jobArn']})",
+        highlight=False,
+    )
     total = found.get("totalRecordCount")
     if total is not None:
         out.print(

@@ -176,7 +176,7 @@ class LiveStream:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    async def __call__(self, request: Request) -> Response:
+    async def stream(self, request: Request) -> Response:
         session = await run_in_threadpool(self.deps.sessions.signed_in, request)
         if session is None or session.account_id is None:
             return Response("Sign in first.", status_code=401, media_type="text/plain")
@@ -242,7 +242,7 @@ def console_routes(
         Route("/events", page(events_page), methods=["GET"]),
         Route("/models", page(models_page), methods=["GET"]),
         Route("/account", page(account_page), methods=["GET"]),
-        Route("/stream", LiveStream(deps), methods=["GET"]),
+        Route("/stream", LiveStream(deps).stream, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="console-static"),
     ]
     return [

@@ -279,16 +279,8 @@ class Engine:
     async def _run_shard(self, active: ActiveJob, shard: Shard) -> None:
         job_id = active.job.job_id
         job_id_var.set(job_id)
-        ctx = active.ctx
         try:
-            lines, result = await self.executor.run(active, shard)
-            body = b"\n".join(lines) + b"\n" if lines else b""
-            await asyncio.to_thread(
-                self.storage.put_bytes,
-                ctx.layout.output_bucket,
-                ctx.layout.part_key(shard.shard_index),
-                body,
-            )
+            result = await self.executor.run(active, shard)
             await asyncio.to_thread(self.shard_work.complete, job_id, shard.shard_index, result)
         except ShardLost as exc:
             log.warning("%s; the shard will be claimed again", exc)

@@ -1,7 +1,7 @@
-"""Where shards run: in the engine's own process, or on the actors of a Ray cluster.
+"""Where shards run: in the engine's event loop, in a pool of local processes, or on Ray actors.
 
-Either way the engine keeps the job's state: it claims the shard, writes the part object and
-marks the shard done. An executor only turns a shard into output lines.
+Either way the engine keeps the job's state: it claims the shard and marks it done. An executor
+turns a shard into its part object and returns the shard's figures.
 """
 
 from __future__ import annotations
@@ -9,38 +9,66 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import multiprocessing
+import signal
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
 from outcrop.engine.active import ActiveJob
 from outcrop.engine.shard import ShardContext, run_shard
+from outcrop.storage.base import ObjectStore
 from outcrop.store.work import InputFile, Shard, ShardResult
 
 log = logging.getLogger(__name__)
 
 
 class ShardLost(Exception):
-    """The shard's work was lost (a Ray node died past its retries, or Stop cancelled it remotely):
+    """The shard's work was lost (a Ray node died past its retries, or Stop abandoned it):
     the engine gives the shard back instead of failing the job."""
 
 
 class ShardExecutor(Protocol):
-    async def run(self, active: ActiveJob, shard: Shard) -> tuple[list[bytes], ShardResult]: ...
+    async def run(self, active: ActiveJob, shard: Shard) -> ShardResult: ...
 
     async def aclose(self) -> None: ...
+
+
+def write_part(ctx: ShardContext, shard: Shard, lines: list[bytes]) -> None:
+    body = b"\n".join(lines) + b"\n" if lines else b""
+    ctx.storage.put_bytes(ctx.layout.output_bucket, ctx.layout.part_key(shard.shard_index), body)
 
 
 class LocalExecutor:
     """Runs shards on this engine's event loop, with live per-record progress."""
 
-    async def run(self, active: ActiveJob, shard: Shard) -> tuple[list[bytes], ShardResult]:
-        return await run_shard(active.ctx, shard, active.stop, active.in_flight[shard.shard_index])
+    async def run(self, active: ActiveJob, shard: Shard) -> ShardResult:
+        lines, result = await run_shard(
+            active.ctx, shard, active.stop, active.in_flight[shard.shard_index]
+        )
+        await asyncio.to_thread(write_part, active.ctx, shard, lines)
+        return result
 
     async def aclose(self) -> None:
         return None
 
 
-class _ShardActorImpl:
-    """A Ray actor that keeps the catalog's models loaded between shards (one process per actor)."""
+# -- shards outside this process ------------------------------------------------------------
+
+
+def _job_spec(active: ActiveJob) -> dict[str, Any]:
+    job = active.job
+    return {
+        "job_id": job.job_id,
+        "model_id": job.spec.model_id,
+        "invocation_type": job.spec.invocation_type,
+        "input_uri": job.spec.input_s3_uri,
+        "output_uri": job.spec.output_s3_uri,
+    }
+
+
+class _Worker:
+    """What a shard needs outside the engine: storage and the catalog, rebuilt from settings,
+    with one event loop kept for the worker's life (backends bind their clients to it)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         from outcrop.config import Settings
@@ -49,7 +77,7 @@ class _ShardActorImpl:
         from outcrop.storage.factory import open_object_store
 
         self.settings = Settings(**settings)
-        self.storage = open_object_store(self.settings)
+        self.storage: ObjectStore = open_object_store(self.settings)
         self.models = ModelCatalog(Catalog.load(self.settings.catalog))
 
     async def process(
@@ -58,13 +86,13 @@ class _ShardActorImpl:
         file: dict[str, Any],
         shard: dict[str, Any],
         record_concurrency: int,
-    ) -> tuple[bytes, tuple[int, int, int, int, int]]:
+    ) -> tuple[int, int, int, int, int]:
         from outcrop.engine.layout import JobLayout
         from outcrop.engine.progress import Tally
 
         entry = self.models.entry(job["model_id"])
         if entry is None:
-            raise RuntimeError(f"model {job['model_id']} is not in this Ray worker's catalog")
+            raise RuntimeError(f"model {job['model_id']} is not in this worker's catalog")
         input_file = InputFile(**file)
         ctx = ShardContext(
             job_id=job["job_id"],
@@ -77,9 +105,10 @@ class _ShardActorImpl:
             inflight=asyncio.Semaphore(record_concurrency),
             unprocessed_message=lambda: "unprocessed",
         )
-        lines, result = await run_shard(ctx, Shard(**shard), asyncio.Event(), Tally())
-        body = b"\n".join(lines) + b"\n" if lines else b""
-        return body, (
+        the_shard = Shard(**shard)
+        lines, result = await run_shard(ctx, the_shard, asyncio.Event(), Tally())
+        await asyncio.to_thread(write_part, ctx, the_shard, lines)
+        return (
             result.success,
             result.errors,
             result.unprocessed,
@@ -88,8 +117,73 @@ class _ShardActorImpl:
         )
 
 
+def _result(
+    figures: tuple[int, int, int, int, int], active: ActiveJob, shard: Shard
+) -> ShardResult:
+    success, errors, unprocessed, in_tokens, out_tokens = figures
+    active.in_flight[shard.shard_index].add(success, errors, in_tokens, out_tokens)
+    return ShardResult(success, errors, unprocessed, in_tokens, out_tokens)
+
+
+_PROCESS_WORKER: tuple[_Worker, asyncio.AbstractEventLoop] | None = None
+
+
+def _init_process(settings: dict[str, Any]) -> None:
+    global _PROCESS_WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when the pool ends
+    _PROCESS_WORKER = (_Worker(settings), asyncio.new_event_loop())
+
+
+def _process_shard(
+    job: dict[str, Any], file: dict[str, Any], shard: dict[str, Any], record_concurrency: int
+) -> tuple[int, int, int, int, int]:
+    assert _PROCESS_WORKER is not None
+    worker, loop = _PROCESS_WORKER
+    return loop.run_until_complete(worker.process(job, file, shard, record_concurrency))
+
+
+class ProcessExecutor:
+    """Runs shards in a pool of local processes: for CPU-bound Python backends, where one event
+    loop (and one GIL) would cap the engine at one core. A shard already running finishes on
+    Stop (it is short); one still queued is abandoned and written as unprocessed."""
+
+    def __init__(self, settings: dict[str, Any], workers: int, record_concurrency: int) -> None:
+        # spawn, not fork: the engine process has threads (server, engine, dispatcher).
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_process,
+            initargs=(settings,),
+        )
+        self._record_concurrency = record_concurrency
+
+    async def run(self, active: ActiveJob, shard: Shard) -> ShardResult:
+        loop = asyncio.get_running_loop()
+        file = active.ctx.files[shard.file_index]
+        future = self._pool.submit(
+            _process_shard,
+            _job_spec(active),
+            file.__dict__,
+            shard.__dict__,
+            self._record_concurrency,
+        )
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(active.stop.wait())
+        waiting: asyncio.Future[Any] = asyncio.wrap_future(future, loop=loop)
+        try:
+            done, _ = await asyncio.wait({waiting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if waiting not in done and future.cancel():
+                raise ShardLost("stopped before it started")
+            figures = await waiting
+        finally:
+            stopper.cancel()
+        return _result(figures, active, shard)
+
+    async def aclose(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 class RayExecutor:
-    """Runs shards on a pool of Ray actors placed by Ray's scheduler.
+    """Runs shards on a pool of Ray actors placed by Ray's scheduler; each keeps its models loaded.
 
     Actors restart when their node dies and Ray retries the call on the new actor; if that
     still fails, the shard is given back and claimed again. Live progress is per shard (the
@@ -111,7 +205,7 @@ class RayExecutor:
             ray.init(
                 address=address, namespace="outcrop", log_to_driver=False, configure_logging=False
             )
-        actor_class: Any = ray.remote(_ShardActorImpl).options(
+        actor_class: Any = ray.remote(_Worker).options(
             num_cpus=actor_cpus,
             max_restarts=-1,
             max_task_retries=3,
@@ -121,20 +215,10 @@ class RayExecutor:
         self._next = itertools.cycle(self._actors)
         self._record_concurrency = record_concurrency
 
-    async def run(self, active: ActiveJob, shard: Shard) -> tuple[list[bytes], ShardResult]:
-        job = active.job
+    async def run(self, active: ActiveJob, shard: Shard) -> ShardResult:
         file = active.ctx.files[shard.file_index]
         ref = next(self._next).process.remote(
-            {
-                "job_id": job.job_id,
-                "model_id": job.spec.model_id,
-                "invocation_type": job.spec.invocation_type,
-                "input_uri": job.spec.input_s3_uri,
-                "output_uri": job.spec.output_s3_uri,
-            },
-            file.__dict__,
-            shard.__dict__,
-            self._record_concurrency,
+            _job_spec(active), file.__dict__, shard.__dict__, self._record_concurrency
         )
         stopper = asyncio.ensure_future(active.stop.wait())
         remote = asyncio.ensure_future(ref)
@@ -143,15 +227,12 @@ class RayExecutor:
             if remote not in done:
                 self._ray.cancel(ref)
                 raise ShardLost("stopped while running on Ray")
-            body, figures = remote.result()
+            figures = remote.result()
         except self._ray.exceptions.RayError as exc:
             raise ShardLost(f"Ray could not run shard {shard.shard_index}: {exc}") from None
         finally:
             stopper.cancel()
-        success, errors, unprocessed, in_tokens, out_tokens = figures
-        active.in_flight[shard.shard_index].add(success, errors, in_tokens, out_tokens)
-        lines = body.split(b"\n")[:-1] if body else []
-        return lines, ShardResult(success, errors, unprocessed, in_tokens, out_tokens)
+        return _result(figures, active, shard)
 
     async def aclose(self) -> None:
         for actor in self._actors:

@@ -13,8 +13,6 @@ from outcrop.engine.shard import read_shard_records
 from outcrop.storage.base import ObjectStore
 from outcrop.store.work import InputFile, Shard, WorkStore
 
-_COPY_CHUNK = 1024 * 1024
-
 
 def assemble_outputs(
     storage: ObjectStore,
@@ -36,11 +34,9 @@ def assemble_outputs(
         with storage.open_write(layout.output_bucket, file.output_key) as writer:
             for shard in by_file[file.file_index]:
                 if shard.done:
-                    with storage.open_read(
-                        layout.output_bucket, layout.part_key(shard.shard_index)
-                    ) as part:
-                        while chunk := part.read(_COPY_CHUNK):
-                            writer.write(chunk)
+                    storage.append_object(
+                        writer, layout.output_bucket, layout.part_key(shard.shard_index)
+                    )
                     continue
                 records = read_shard_records(storage, layout, file, shard)
                 unprocessed += len(records)

@@ -27,27 +27,42 @@ class AnthropicMessages:
         max_tokens = f.req_int(body, "max_tokens", minimum=1)
         raw_messages = f.req_list(body, "messages")
         messages: list[ChatMessage] = []
-        roles: list[tuple[str, f.Role]] = []
+        expected: f.Role = "user"
         for i, raw in enumerate(raw_messages):
+            # Fast path for the common shape (string content, roles in order); anything else
+            # takes the full checks below, which name the offending field.
+            if (
+                type(raw) is dict
+                and raw.get("role") == expected
+                and type(raw.get("content")) is str
+            ):
+                messages.append(ChatMessage(expected, raw["content"]))
+                expected = "assistant" if expected == "user" else "user"
+                continue
             path = f"messages.{i}"
             message = f.message_object(raw, path)
             role = f.role_of(message, path)
             if message.get("content") is None:
                 f.fail(f"{path}.content", "field required")
             text = f.typed_text(message["content"], f"{path}.content")
-            roles.append((f"{path}.role", role))
+            if role != expected:
+                f.fail(
+                    f"{path}.role", f"must be '{expected}' (turns start with 'user' and alternate)"
+                )
             messages.append(ChatMessage(role=role, text=text))
-        f.alternating(roles)
+            expected = "assistant" if role == "user" else "user"
         system = body.get("system")
         return InferenceRequest(
             kind="chat",
             messages=tuple(messages),
             system=None if system is None else f.typed_text(system, "system"),
             max_tokens=max_tokens,
-            temperature=f.opt_float(body, "temperature", low=0.0, high=1.0),
-            top_p=f.opt_float(body, "top_p", low=0.0, high=1.0),
-            top_k=f.opt_int(body, "top_k", minimum=0),
-            stop_sequences=f.stop_list(body, "stop_sequences"),
+            temperature=f.opt_float(body, "temperature", low=0.0, high=1.0)
+            if "temperature" in body
+            else None,
+            top_p=f.opt_float(body, "top_p", low=0.0, high=1.0) if "top_p" in body else None,
+            top_k=f.opt_int(body, "top_k", minimum=0) if "top_k" in body else None,
+            stop_sequences=f.stop_list(body, "stop_sequences") if "stop_sequences" in body else (),
         )
 
     def render(

@@ -72,6 +72,11 @@ class ObjectStore(Protocol):
         raises, nothing new is visible at `key` and no partial upload is left behind."""
         ...
 
+    def append_object(self, writer: ObjectWriter, bucket: str, key: str) -> None:
+        """Copy the whole object at `key` onto the end of `writer` (from this same store), as
+        cheaply as the store allows (a kernel copy for local buckets)."""
+        ...
+
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
         """Write a small object atomically (manifests and the like)."""
         ...
@@ -95,6 +100,11 @@ class ObjectStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def stream_copy(source: BinaryIO, writer: ObjectWriter, chunk: int = 1024 * 1024) -> None:
+    while data := source.read(chunk):
+        writer.write(data)
 
 
 def object_uri(bucket: str, key: str) -> str:

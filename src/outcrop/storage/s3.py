@@ -21,6 +21,7 @@ from outcrop.storage.base import (
     buffered_reader,
     object_uri,
     read_limited,
+    stream_copy,
 )
 
 if TYPE_CHECKING:
@@ -182,6 +183,10 @@ class S3ObjectStore:
 
         with buffered_reader(read, body.close, self.read_chunk_size) as reader:
             yield reader
+
+    def append_object(self, writer: ObjectWriter, bucket: str, key: str) -> None:
+        with self.open_read(bucket, key) as source:
+            stream_copy(source, writer)
 
     def read_bytes(self, bucket: str, key: str, limit: int) -> bytes:
         with self.open_read(bucket, key) as stream:
