@@ -184,13 +184,15 @@ class Runtime:
                 retry_window_s=s.event_retry_window_s,
                 retry_base_s=s.event_retry_base_s,
                 retry_max_s=s.event_retry_max_s,
-                lease_seconds=s.lease_seconds,
+                # long enough for one attempt at the slowest target (webhook timeout 10 s)
+                lease_seconds=max(s.lease_seconds, 30.0),
                 poll_interval_s=s.poll_interval_s,
                 concurrency=s.event_concurrency,
             ),
             self.metrics,
         )
         self.dispatcher.start()
+        self.store.event_listeners.append(self.dispatcher.wake)
         return self.dispatcher
 
     def close(self) -> None:

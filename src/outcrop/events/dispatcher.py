@@ -85,23 +85,24 @@ class Dispatcher:
 
     async def _pass(self) -> bool:
         routed = await asyncio.to_thread(self.outbox.route, self.rules.targets_for)
+        # Claim no more than can start at once, so every claimed delivery is attempted well
+        # within its lease (and no other dispatcher can take it meanwhile).
         due = await asyncio.to_thread(
-            self.outbox.claim_due, self.settings.concurrency * 4, self.settings.lease_seconds
+            self.outbox.claim_due, self.settings.concurrency, self.settings.lease_seconds
         )
         if not due:
             return routed > 0
         # Deliveries of one (job, target) are claimed one at a time (the store only offers the
         # earliest pending one), so running the claimed batch concurrently keeps per-job order.
-        limit = asyncio.Semaphore(self.settings.concurrency)
-
-        async def one(delivery: Delivery, event: dict[str, Any]) -> None:
-            async with limit:
-                await self._deliver(delivery, event)
-
-        await asyncio.gather(*(one(d, e) for d, e in due))
+        outcomes = await asyncio.gather(*(self._deliver(d, e) for d, e in due))
+        delivered = [d for d, ok in zip(due, outcomes, strict=True) if ok]
+        await asyncio.to_thread(self.outbox.mark_delivered, [d.id for d, _ in delivered])
+        for delivery, _event in delivered:
+            self._count(delivery.target, "delivered")
         return True
 
-    async def _deliver(self, delivery: Delivery, event: dict[str, Any]) -> None:
+    async def _deliver(self, delivery: Delivery, event: dict[str, Any]) -> bool:
+        """One attempt; True if delivered (recorded by the caller), failures recorded here."""
         target = self.rules.target(delivery.target)
         try:
             if target is None:
@@ -109,13 +110,12 @@ class Dispatcher:
             await target.deliver(event)
         except DeliveryError as exc:
             await asyncio.to_thread(self._failed, delivery, str(exc))
-            return
+            return False
         except Exception as exc:  # a bug in a target must not stop the dispatcher
             log.exception("target %s raised", delivery.target)
             await asyncio.to_thread(self._failed, delivery, f"{type(exc).__name__}: {exc}")
-            return
-        await asyncio.to_thread(self.outbox.mark_delivered, delivery.id)
-        self._count(delivery.target, "delivered")
+            return False
+        return True
 
     def _count(self, target: str, result: str) -> None:
         self.stats[result] += 1

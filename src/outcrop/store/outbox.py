@@ -182,11 +182,14 @@ class OutboxStore:
             )
             return [(_delivery(r), json.loads(r.payload)) for r in rows]
 
-    def mark_delivered(self, delivery_id: int) -> None:
+    def mark_delivered(self, delivery_ids: Sequence[int]) -> None:
+        """Record successful deliveries, all in one transaction."""
+        if not delivery_ids:
+            return
         with self.store.writing() as conn:
             conn.execute(
                 update(event_deliveries)
-                .where(event_deliveries.c.id == delivery_id)
+                .where(event_deliveries.c.id.in_(list(delivery_ids)))
                 .values(
                     status="delivered",
                     delivered_us=self._now_us(),

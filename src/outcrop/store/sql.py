@@ -59,6 +59,9 @@ class SqlJobStore:
         self.engine = engine
         self.clock = clock
         self._sqlite = engine.dialect.name == "sqlite"
+        # Called (without arguments) after a transaction that wrote events commits, so an
+        # in-process dispatcher can deliver at once instead of at its next poll.
+        self.event_listeners: list[Callable[[], None]] = []
 
     # -- transactions -------------------------------------------------------------------
 
@@ -74,6 +77,9 @@ class SqlJobStore:
                 conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn
+            if conn.info.pop("emitted", False):
+                for listener in self.event_listeners:
+                    listener()  # after commit: the events are visible to whoever wakes up
 
     # -- meta, accounts, keys ----------------------------------------------------------
 
@@ -424,6 +430,7 @@ class SqlJobStore:
     def _emit(conn: Connection, job: Job, at_us: int) -> None:
         """Write the state-change event into the outbox, in the caller's transaction: a status
         change and its event commit together or not at all."""
+        conn.info["emitted"] = True
         event = state_change_event(job, from_us(at_us))
         conn.execute(
             insert(events).values(
