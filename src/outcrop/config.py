@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     max_line_bytes: int = Field(16 * 1024**2, ge=1)
 
     # API
+    rate_limit_rps: float = Field(100.0, ge=0)  # 0 disables the limit
+    rate_limit_burst: int = Field(200, ge=1)
+    max_request_bytes: int = Field(1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
     max_active_jobs_per_account: int = Field(1000, ge=1)
     default_max_results: int = Field(1000, ge=1, le=1000)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from outcrop.api.app import create_app, event_routes
 from outcrop.api.auth import SigV4Verifier
 from outcrop.api.bedrock import BedrockApi, new_secret
 from outcrop.api.events import EventRoutes
+from outcrop.api.limits import RateLimiter
 from outcrop.api.pagination import CursorCodec
 from outcrop.config import Settings
 from outcrop.console import console_routes
@@ -131,7 +133,16 @@ class Runtime:
             catalog=self._console_catalog,
             secret=self.store.meta_value("console_secret", new_secret),
         )
-        return create_app(api, verifier, self.metrics, self.readiness_problems, extra_routes=extra)
+        limiter = RateLimiter(self.settings.rate_limit_rps, self.settings.rate_limit_burst)
+        return create_app(
+            api,
+            verifier,
+            self.metrics,
+            self.readiness_problems,
+            extra_routes=extra,
+            rate_limiter=limiter,
+            max_body_bytes=self.settings.max_request_bytes,
+        )
 
     def _console_storage(self) -> ObjectStore | None:
         """The engine's object store, or (API-only process) one opened for the console."""
@@ -156,7 +167,8 @@ class Runtime:
         except Exception as exc:
             problems.append(f"database unreachable: {type(exc).__name__}")
         try:
-            probe = self.settings.data_dir / ".readyz-probe"
+            # a name of this process's own: processes may share a data dir
+            probe = self.settings.data_dir / f".readyz-probe-{os.getpid()}"
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as exc:

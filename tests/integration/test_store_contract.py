@@ -29,7 +29,7 @@ from outcrop.domain.jobs import (
 )
 from outcrop.errors import ConflictError, ResourceNotFoundError, TooManyTagsError
 from outcrop.store.database import create_db_engine, migrate
-from outcrop.store.shard_work import ShardWork
+from outcrop.store.shard_work import Partial, ShardWork
 from outcrop.store.sql import MAX_TAGS_PER_JOB, SqlJobStore
 from outcrop.store.tables import jobs
 from outcrop.store.work import InputFile, Shard, ShardResult, WorkStore
@@ -653,27 +653,55 @@ class TestJobStoreContract:
         assert work.durable_counts(job.job_id) == RecordCounts(
             processed=0, success=0, error=0, input_tokens=0, output_tokens=0
         )
+        shards = ShardWork(store, "engine-a", lease_seconds=30)
+        assert [s.shard_index for s in shards.claim(job.job_id, 3)] == [0, 1, 2]
 
-        assert work.complete_shard(job.job_id, 0, ShardResult(97, 3, 0, 1000, 500))
-        assert not work.complete_shard(job.job_id, 0, ShardResult(1, 1, 1, 1, 1))
-        assert work.complete_shard(job.job_id, 2, ShardResult(60, 0, 0, 600, 300))
+        assert shards.complete(job.job_id, 0, ShardResult(97, 3, 0, 1000, 500))
+        assert not shards.complete(job.job_id, 0, ShardResult(1, 1, 1, 1, 1))
+        assert shards.complete(job.job_id, 2, ShardResult(60, 0, 0, 600, 300))
 
         assert [s.shard_index for s in work.shards(job.job_id, pending_only=True)] == [1]
-        assert [s.done for s in work.shards(job.job_id)] == [True, False, True]
+        assert [(s.done, s.part_owner) for s in work.shards(job.job_id)] == [
+            (True, "engine-a"),
+            (False, None),
+            (True, "engine-a"),
+        ]
         counts = work.durable_counts(job.job_id)
         assert counts == RecordCounts(
             processed=160, success=157, error=3, input_tokens=1600, output_tokens=800
         )
-
-        work.publish_progress(job.job_id, counts)
+        # the job's live counters are the shards' sum, kept current by every completion
         assert store.require_job(ACCOUNT, job.job_id).counts == replace(counts, total=210)
+
+    def test_a_shard_taken_over_is_not_completed_by_its_old_owner(
+        self, store: SqlJobStore, other_store: SqlJobStore, clock: FakeClock
+    ) -> None:
+        job = self.job_in(store, S.VALIDATING)
+        work = WorkStore(store, "engine-a", lease_seconds=30)
+        work.save_plan(job.job_id, *self.plan())
+        work.start_job(job.job_id)
+        stale = ShardWork(store, "engine-a", lease_seconds=0.5)
+        fresh = ShardWork(other_store, "engine-b", lease_seconds=30)
+        assert [s.shard_index for s in stale.claim(job.job_id, 1)] == [0]
+        clock.advance(1)  # engine-a's lease runs out; engine-b takes the shard over
+        assert [s.shard_index for s in fresh.claim(job.job_id, 1)] == [0]
+
+        assert not stale.complete(job.job_id, 0, ShardResult(1, 0, 0, 1, 1))
+        assert fresh.complete(job.job_id, 0, ShardResult(100, 0, 0, 5, 5))
+        assert work.shards(job.job_id)[0].part_owner == "engine-b"
 
     def test_progress_is_published_only_while_running(self, store: SqlJobStore) -> None:
         job = self.job_in(store, S.VALIDATING)
         work = WorkStore(store, "engine-a", lease_seconds=30)
-        scheduled = work.save_plan(job.job_id, *self.plan())
-        work.publish_progress(job.job_id, RecordCounts(processed=5, success=5, error=0))
-        assert store.get_job(job.job_id) == scheduled
+        work.save_plan(job.job_id, *self.plan())
+        work.start_job(job.job_id)
+        shards = ShardWork(store, "engine-a", lease_seconds=30)
+        shards.claim(job.job_id, 1)
+        shards.publish(job.job_id, {0: Partial(5, 1, 50, 20)})
+        assert store.require_job(ACCOUNT, job.job_id).counts.processed == 6
+        stopped = work.finish(job.job_id, S.FAILED, None, "backend gone")
+        shards.publish(job.job_id, {0: Partial(9, 1, 90, 40)})
+        assert store.get_job(job.job_id) == stopped
 
     def test_finish_sets_final_counts_and_drops_the_lease(
         self, store: SqlJobStore, engine: Engine, clock: FakeClock

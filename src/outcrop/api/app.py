@@ -18,6 +18,7 @@ from outcrop.api.auth import Caller, SigV4Verifier
 from outcrop.api.bedrock import BedrockApi, json_body, split_job_path
 from outcrop.api.errors import handle_outcrop_error, handle_unexpected_error, wire_error
 from outcrop.api.events import EventRoutes
+from outcrop.api.limits import BodyLimitMiddleware, RateLimiter
 from outcrop.api.ops import LatencyMiddleware, ReadinessCheck, ops_routes
 from outcrop.errors import OutcropError, ValidationError
 from outcrop.logs import request_id_var
@@ -58,9 +59,9 @@ def _raw_query(request: Request) -> str:
 
 
 async def authenticate(verifier: SigV4Verifier, request: Request) -> Caller:
-    """Verify the request's SigV4 signature (off the event loop); return the caller."""
+    """Verify the request's SigV4 signature (off the event loop), then the caller's rate."""
     body = await request.body()
-    return await run_in_threadpool(
+    caller = await run_in_threadpool(
         verifier.verify,
         request.method,
         _raw_path(request),
@@ -68,6 +69,10 @@ async def authenticate(verifier: SigV4Verifier, request: Request) -> Caller:
         [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
         body,
     )
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is not None:
+        limiter.check(caller.account_id)
+    return caller
 
 
 class BedrockRoutes:
@@ -166,6 +171,8 @@ def create_app(
     metrics: Metrics,
     readiness: ReadinessCheck,
     extra_routes: list[Any] | None = None,
+    rate_limiter: RateLimiter | None = None,
+    max_body_bytes: int = 1024 * 1024,
 ) -> ASGIApp:
     """Build the API. The request-id wrapper sits outermost so even a 500 carries the id."""
     routes: list[Any] = ops_routes(metrics, readiness)
@@ -179,4 +186,5 @@ def create_app(
             Exception: handle_unexpected_error,
         },
     )
-    return RequestIdMiddleware(LatencyMiddleware(app, metrics))
+    app.state.rate_limiter = rate_limiter
+    return RequestIdMiddleware(LatencyMiddleware(BodyLimitMiddleware(app, max_body_bytes), metrics))

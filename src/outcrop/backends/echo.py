@@ -26,18 +26,24 @@ _INT16_SCALE = 1.0 / 32768.0
 class EchoBackend:
     max_batch_size = 64
 
-    def __init__(self, latency_ms: int = 0) -> None:
+    def __init__(self, latency_ms: int = 0, batch_size: int = 64) -> None:
         self.latency_ms = latency_ms
+        # How many records one call answers; with latency_ms it models a remote server that
+        # takes micro-batches (or, with 1, one request per record).
+        self.max_batch_size = batch_size
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> EchoBackend:
-        unknown = sorted(set(options) - {"latency_ms"})
+        unknown = sorted(set(options) - {"latency_ms", "batch_size"})
         if unknown:
             raise CatalogError(f"backend 'echo' has no option '{unknown[0]}'")
         latency_ms = options.get("latency_ms", 0)
         if not isinstance(latency_ms, int) or isinstance(latency_ms, bool) or latency_ms < 0:
             raise CatalogError("backend 'echo' option 'latency_ms' must be an integer >= 0")
-        return cls(latency_ms=latency_ms)
+        batch_size = options.get("batch_size", 64)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise CatalogError("backend 'echo' option 'batch_size' must be an integer >= 1")
+        return cls(latency_ms=latency_ms, batch_size=batch_size)
 
     async def invoke(
         self, requests: Sequence[InferenceRequest]

@@ -68,7 +68,7 @@ class SentenceTransformersBackend:
     model tokenizer's count for the whole text without special tokens ([CLS]/[SEP]); the model
     itself silently truncates texts beyond `max_seq_length` tokens (256 for all-MiniLM-L6-v2).
 
-    `batch_size` is the forward-pass batch; `max_batch_size` (default: the same) is how many
+    `batch_size` is the forward-pass batch; `max_batch_size` (default: 8 x batch_size) is how many
     records one invoke takes. encode() sorts an invoke's texts by length before cutting them into
     forward batches, so invokes several times larger than `batch_size` waste less on padding.
     """
@@ -84,7 +84,9 @@ class SentenceTransformersBackend:
     ) -> None:
         self.path = path.resolve()
         self.batch_size = batch_size
-        self.max_batch_size = max_batch_size or batch_size
+        # Invokes of several forward batches let encode() sort a wider window by length (less
+        # padding); 8x measured close to raw encode throughput on short texts.
+        self.max_batch_size = max_batch_size or 8 * batch_size
         self.device = device
         self.max_seq_length = max_seq_length
 
@@ -115,7 +117,7 @@ class SentenceTransformersBackend:
         return cls(
             path,
             batch_size=batch_size,
-            max_batch_size=_positive_int(options, "max_batch_size", batch_size),
+            max_batch_size=_positive_int(options, "max_batch_size", 8 * batch_size),
             device=device,
             max_seq_length=_positive_int(options, "max_seq_length", None),
         )

@@ -87,8 +87,10 @@ class Session:
         """For the default role ARN: configured, else the local server's, else AWS's example."""
         if self.settings.account_id:
             return self.settings.account_id
+        from outcrop.identity import CREDENTIALS_FILE
+
         try:
-            stored = json.loads((self.settings.data_dir / "credentials.json").read_text())
+            stored = json.loads((self.settings.data_dir / CREDENTIALS_FILE).read_text())
             return str(stored["account_id"])
         except (OSError, ValueError, KeyError):
             return DEFAULT_ACCOUNT_ID
@@ -556,10 +558,13 @@ def results(
                 )
             for key in keys:
                 with store.open_read(layout.output_bucket, key) as stream:
-                    for line in stream:
+                    for number, line in enumerate(stream, 1):
                         if not line.strip():
                             continue
-                        record = orjson.loads(line)
+                        try:
+                            record = orjson.loads(line)
+                        except orjson.JSONDecodeError:
+                            fail(f"s3://{layout.output_bucket}/{key} line {number} is not JSON")
                         if errors_only and "error" not in record:
                             continue
                         shown = {"recordId": record.get("recordId")}

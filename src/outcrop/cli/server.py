@@ -77,6 +77,8 @@ def serve(
         port=settings.port,
         log_level="warning",
         access_log=False,
+        # Oversized request heads are refused by the HTTP parser before any handler runs.
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         lifespan="on",
     )
     server = uvicorn.Server(config)

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outcrop.api.bedrock import BedrockApi
 from outcrop.console import job_details, jobs
-from outcrop.console.queries import account_fingerprint
+from outcrop.console.queries import account_fingerprint, decode_fingerprint
 from outcrop.console.session import CSRF_FIELD, Session, Sessions, csrf_ok
 from outcrop.console.web import (
     PREFIX,
@@ -182,18 +182,20 @@ class LiveStream:
             return Response("Sign in first.", status_code=401, media_type="text/plain")
         account_id = session.account_id
         store = self.deps.store
+        since = decode_fingerprint(request.query_params.get("since"))
 
         async def frames() -> AsyncIterator[bytes]:
             yield b"retry: 2000\n: outcrop console stream\n\n"
-            last = await run_in_threadpool(account_fingerprint, store, account_id)
+            # The page says what state it showed; without that, the state at connection.
+            last = since
             while not await request.is_disconnected():
-                await asyncio.sleep(STREAM_POLL_S)
                 current = await run_in_threadpool(account_fingerprint, store, account_id)
-                if current != last:
-                    last = current
+                if last is not None and current != last:
                     yield b"event: change\ndata: changed\n\n"
                 else:
                     yield b": keep-alive\n\n"
+                last = current
+                await asyncio.sleep(STREAM_POLL_S)
 
         return StreamingResponse(
             frames(),

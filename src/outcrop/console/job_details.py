@@ -8,7 +8,7 @@ from typing import Any
 from starlette.responses import Response, StreamingResponse
 
 from outcrop.console import files, present
-from outcrop.console.web import PREFIX, Ctx, Deps, not_found, see_other
+from outcrop.console.web import PREFIX, Ctx, Deps, not_found, see_other, stream_url
 from outcrop.domain.jobs import Job, parse_job_identifier
 from outcrop.errors import OutcropError
 from outcrop.storage.base import StorageError
@@ -56,11 +56,13 @@ def _events(deps: Deps, job: Job) -> list[dict[str, Any]]:
 
 
 def job_details(deps: Deps, ctx: Ctx, tag_error: str | None = None, status: int = 200) -> Response:
+    live_url = stream_url(deps, ctx)
     job = _job(deps, ctx)
     if job is None:
         return not_found(deps, ctx, "job")
     context = ctx.base(
         "jobs",
+        stream_url=live_url,
         title=job.spec.job_name,
         live=_live(deps, job),
         output=files.job_output(deps.storage(), job),

@@ -11,7 +11,7 @@ import orjson
 from starlette.responses import Response
 
 from outcrop.console import present
-from outcrop.console.web import PREFIX, Ctx, Deps, see_other
+from outcrop.console.web import PREFIX, Ctx, Deps, see_other, stream_url
 from outcrop.domain.jobs import JobStatus, parse_job_identifier
 from outcrop.errors import OutcropError, ValidationError
 
@@ -79,6 +79,7 @@ def _row(summary: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def _page(deps: Deps, ctx: Ctx) -> dict[str, Any]:
+    live_url = stream_url(deps, ctx)
     filters = _filters(ctx)
     rows: list[dict[str, Any]] = []
     next_token = None
@@ -103,6 +104,7 @@ def _page(deps: Deps, ctx: Ctx) -> dict[str, Any]:
         "next_url": next_url,
         "first_url": f"{PREFIX}/jobs?{urlencode(shown)}" if filters["token"] else None,
         "rows_url": rows_url,
+        "stream_url": live_url,
         "statuses": [s.value for s in JobStatus],
     }
 

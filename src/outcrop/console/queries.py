@@ -27,3 +27,15 @@ def account_fingerprint(store: SqlJobStore, account_id: str) -> Fingerprint:
             )
         )
     return int(job_row[0]), int(job_row[1]), int(job_row[2]), int(last_event or 0)
+
+
+def encode_fingerprint(fingerprint: Fingerprint) -> str:
+    return "-".join(str(n) for n in fingerprint)
+
+
+def decode_fingerprint(text: str | None) -> Fingerprint | None:
+    parts = (text or "").split("-")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) < 20 for p in parts):
+        return None
+    a, b, c, d = (int(p) for p in parts)
+    return a, b, c, d

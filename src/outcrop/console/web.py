@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from outcrop.api.auth import Caller
 from outcrop.api.bedrock import BedrockApi
 from outcrop.console import present
+from outcrop.console.queries import account_fingerprint, encode_fingerprint
 from outcrop.console.session import CSRF_FIELD, Session, Sessions, csrf_ok
 from outcrop.domain.catalog import CatalogEntry
 from outcrop.storage.base import ObjectStore
@@ -174,6 +175,13 @@ def forbidden(deps: Deps) -> Response:
 
 def not_found(deps: Deps, ctx: Ctx, what: str) -> Response:
     return deps.render("not_found.html", ctx.base("jobs", title="Not found", what=what), status=404)
+
+
+def stream_url(deps: Deps, ctx: Ctx) -> str:
+    """The live stream's URL, stamped with the account's state now: read it before the data a
+    page shows, so any change after that reaches the page even before its stream connects."""
+    since = encode_fingerprint(account_fingerprint(deps.store, ctx.account_id))
+    return f"{PREFIX}/stream?since={since}"
 
 
 def see_other(path: str) -> RedirectResponse:

@@ -243,6 +243,7 @@ class Engine:
                 backend=self.models.backend(entry),
                 inflight=asyncio.Semaphore(self.settings.record_concurrency),
                 unprocessed_message=lambda: unprocessed_message(active.stop_reason),
+                owner=self.work.owner,
                 metrics=self.metrics,
             ),
         )

@@ -35,7 +35,9 @@ class ShardExecutor(Protocol):
 
 def write_part(ctx: ShardContext, shard: Shard, lines: list[bytes]) -> None:
     body = b"\n".join(lines) + b"\n" if lines else b""
-    ctx.storage.put_bytes(ctx.layout.output_bucket, ctx.layout.part_key(shard.shard_index), body)
+    ctx.storage.put_bytes(
+        ctx.layout.output_bucket, ctx.layout.part_key(shard.shard_index, ctx.owner), body
+    )
 
 
 class LocalExecutor:
@@ -63,6 +65,7 @@ def _job_spec(active: ActiveJob) -> dict[str, Any]:
         "invocation_type": job.spec.invocation_type,
         "input_uri": job.spec.input_s3_uri,
         "output_uri": job.spec.output_s3_uri,
+        "owner": active.ctx.owner,
     }
 
 
@@ -104,6 +107,7 @@ class _Worker:
             backend=self.models.backend(entry),
             inflight=asyncio.Semaphore(record_concurrency),
             unprocessed_message=lambda: "unprocessed",
+            owner=job["owner"],
         )
         the_shard = Shard(**shard)
         lines, result = await run_shard(ctx, the_shard, asyncio.Event(), Tally())

@@ -35,7 +35,9 @@ def assemble_outputs(
             for shard in by_file[file.file_index]:
                 if shard.done:
                     storage.append_object(
-                        writer, layout.output_bucket, layout.part_key(shard.shard_index)
+                        writer,
+                        layout.output_bucket,
+                        layout.part_key(shard.shard_index, shard.part_owner or ""),
                     )
                     continue
                 records = read_shard_records(storage, layout, file, shard)

@@ -44,8 +44,11 @@ class JobLayout:
     def parts_prefix(self) -> str:
         return f"{self.output_root}{PARTS_DIR}/"
 
-    def part_key(self, shard_index: int) -> str:
-        return f"{self.parts_prefix}{shard_index:08d}.jsonl"
+    def part_key(self, shard_index: int, owner: str) -> str:
+        """Each engine writes a shard's part under its own name (see shards.part_owner); shards
+        finished before revision 0004 have no owner and kept the plain name."""
+        suffix = f"-{owner}" if owner else ""
+        return f"{self.parts_prefix}{shard_index:08d}{suffix}.jsonl"
 
     def input_files(self, storage: ObjectStore) -> Iterator[tuple[ObjectInfo, str]]:
         """Every `.jsonl` input with its path relative to the input prefix, in key order.

@@ -38,6 +38,7 @@ class ShardContext:
     backend: Backend
     inflight: asyncio.Semaphore
     unprocessed_message: Callable[[], str]
+    owner: str = "local"  # the engine whose lease covers these shards; names its part objects
     metrics: Metrics | None = None
 
 

@@ -42,6 +42,7 @@ class OutboxStore:
     def __init__(self, store: SqlJobStore, owner: str = "reader") -> None:
         self.store = store
         self.owner = owner
+        self._cursor_ready = False
 
     def _now_us(self) -> int:
         return to_us(self.store.clock())
@@ -91,6 +92,9 @@ class OutboxStore:
     def route(self, targets_for: Callable[[dict[str, Any]], list[str]], batch: int = 500) -> int:
         """Turn new events into pending deliveries, advancing the routing cursor in the same
         transaction (so no event is routed twice or skipped, whichever process does it)."""
+        if not self._cursor_ready:  # create it outside the routing transaction, race-free
+            self.store.meta_value(ROUTE_CURSOR_KEY, lambda: "0")
+            self._cursor_ready = True
         now = self._now_us()
         with self.store.writing() as conn:
             stmt = select(meta.c.value).where(meta.c.key == ROUTE_CURSOR_KEY)

@@ -144,7 +144,11 @@ class ShardWork:
             self._recount(conn, job_id)
 
     def complete(self, job_id: str, shard_index: int, result: ShardResult) -> bool:
-        """Mark a shard durably done (its part object is already written). False if it already was."""
+        """Mark a shard durably done with this engine's part (already written) as its output.
+
+        False if the shard is no longer this engine's (its lease ran out and another engine took
+        it over): this engine's part is then simply never used.
+        """
         with self.store.writing() as conn:
             changed = conn.execute(
                 update(shards)
@@ -152,9 +156,11 @@ class ShardWork:
                     shards.c.job_id == job_id,
                     shards.c.shard_index == shard_index,
                     shards.c.done == 0,
+                    shards.c.lease_owner == self.owner,
                 )
                 .values(
                     done=1,
+                    part_owner=self.owner,
                     success_records=result.success,
                     error_records=result.errors,
                     unprocessed_records=result.unprocessed,

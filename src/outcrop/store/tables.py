@@ -138,6 +138,9 @@ shards = Table(
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("lease_owner", String(64)),
     Column("lease_expires_us", BigInteger),
+    # The engine whose part object is the shard's output (revision 0004): an engine that lost
+    # its lease may still write a part, but under its own name, and it is never used.
+    Column("part_owner", String(64)),
     Index("ix_shards_job_done", "job_id", "done", "shard_index"),
 )
 

@@ -31,6 +31,7 @@ class Shard:
     start_offset: int
     record_count: int
     done: bool = False
+    part_owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,32 +229,12 @@ class WorkStore:
                     r.start_offset,
                     r.record_count,
                     bool(r.done),
+                    r.part_owner,
                 )
                 for r in conn.execute(stmt)
             ]
 
     # -- progress -----------------------------------------------------------------------
-
-    def complete_shard(self, job_id: str, shard_index: int, result: ShardResult) -> bool:
-        """Mark a shard durably done (its part object is already written). False if it already was."""
-        with self.store.writing() as conn:
-            changed = conn.execute(
-                update(shards)
-                .where(
-                    shards.c.job_id == job_id,
-                    shards.c.shard_index == shard_index,
-                    shards.c.done == 0,
-                )
-                .values(
-                    done=1,
-                    success_records=result.success,
-                    error_records=result.errors,
-                    unprocessed_records=result.unprocessed,
-                    input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens,
-                )
-            ).rowcount
-        return bool(changed)
 
     def durable_counts(self, job_id: str) -> RecordCounts:
         """Counts summed over done shards: the exact, crash-proof figures."""
@@ -274,24 +255,6 @@ class WorkStore:
             input_tokens=in_tok,
             output_tokens=out_tok,
         )
-
-    def publish_progress(self, job_id: str, counts: RecordCounts) -> None:
-        values: dict[str, Any] = {
-            "processed_records": counts.processed,
-            "success_records": counts.success,
-            "error_records": counts.error,
-            "input_tokens": counts.input_tokens,
-            "output_tokens": counts.output_tokens,
-        }
-        with self.store.writing() as conn:
-            conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.job_id == job_id,
-                    jobs.c.status.in_([JobStatus.IN_PROGRESS.value, JobStatus.STOPPING.value]),
-                )
-                .values(**values)
-            )
 
     def set_parts_pending(self, job_id: str, pending: bool) -> None:
         with self.store.writing() as conn:
