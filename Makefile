@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEV_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install -q -e '.[embeddings,local,dev]'
+	$(BIN)/pip install -q -e '.[embeddings,local,ray,dev]'
 	touch $@
 
 install: $(STAMP)
@@ -36,12 +36,16 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
+# Everything but the long fault-injection runs (those are `make chaos`).
 test: lint typecheck
 	$(BIN)/python tests/ensure_test_deps.py
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not chaos_full"
+
+chaos: install-dev
+	$(BIN)/pytest tests/chaos -v
 
 test-fast: install-dev
-	$(BIN)/pytest -m "not slow" -x -q
+	$(BIN)/pytest -m "not slow and not chaos_full and not load and not ray and not browser" -x -q
 
 bench: install-dev
 	$(BIN)/python bench/run_all.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from outcrop.identity import CREDENTIALS_FILE
+from outcrop.config import CREDENTIALS_FILE
 
 
 class ClientSetupError(Exception):
@@ -39,9 +40,12 @@ class Connection:
     ) -> Connection:
         """Credentials from --profile or the standard AWS chain; else the local server's own."""
         endpoint = endpoint_url or f"http://127.0.0.1:{default_port}"
+        stored = data_dir / CREDENTIALS_FILE
+        explicit = profile or os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+        # Next to a local server with no AWS settings of its own, use the server's keys directly
+        # (asking the whole AWS chain first would probe the EC2 metadata service for seconds).
         session = boto3.Session(profile_name=profile, region_name=region)
-        if session.get_credentials() is None:
-            stored = data_dir / CREDENTIALS_FILE
+        if (not explicit and stored.exists()) or session.get_credentials() is None:
             try:
                 data = json.loads(stored.read_text())
                 session = boto3.Session(

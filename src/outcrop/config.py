@@ -14,6 +14,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# The root credentials file in the data dir (written by the server, read by the CLI).
+CREDENTIALS_FILE = "credentials.json"
+
 # Bedrock's documented quotas (spec section 8), offered as the "bedrock" limits profile.
 BEDROCK_LIMITS = {
     "max_records_per_file": 50_000,

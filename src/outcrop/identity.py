@@ -9,10 +9,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from outcrop.config import Settings
+from outcrop.config import CREDENTIALS_FILE, Settings
 from outcrop.store.sql import SqlJobStore
-
-CREDENTIALS_FILE = "credentials.json"
 
 
 @dataclass(frozen=True)

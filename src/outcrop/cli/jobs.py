@@ -87,7 +87,7 @@ class Session:
         """For the default role ARN: configured, else the local server's, else AWS's example."""
         if self.settings.account_id:
             return self.settings.account_id
-        from outcrop.identity import CREDENTIALS_FILE
+        from outcrop.config import CREDENTIALS_FILE
 
         try:
             stored = json.loads((self.settings.data_dir / CREDENTIALS_FILE).read_text())
