@@ -162,6 +162,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--env", action="append", default=[], help="OUTCROP_NAME=VALUE")
+    parser.add_argument(
+        "--executors",
+        default="local,process",
+        help="comma-separated OUTCROP_EXECUTOR values to measure, each against its own floor runs",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     parser.add_argument(
         "--profile", type=Path, help="run the server under cProfile, writing this file"
@@ -169,14 +174,33 @@ def main() -> int:
     args = parser.parse_args()
     env = parse_env(args.env)
 
-    work = Path(tempfile.mkdtemp(prefix="outcrop-bench-pipeline-"))
-    try:
-        report = measure(args.records, env, work, args.profile)
-    finally:
-        if args.keep:
-            note(f"pipeline: kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    runs: dict[str, dict[str, Any]] = {}
+    for executor in [e.strip() for e in args.executors.split(",") if e.strip()]:
+        work = Path(tempfile.mkdtemp(prefix="outcrop-bench-pipeline-"))
+        try:
+            runs[executor] = measure(
+                args.records, {**env, "OUTCROP_EXECUTOR": executor}, work, args.profile
+            )
+        finally:
+            if args.keep:
+                note(f"pipeline: kept {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+    # The headline is the best executor; each run's own ratio (and its floor) is reported too.
+    best = max(runs, key=lambda name: runs[name]["ratio"])
+    report = {
+        **runs[best],
+        "best_executor": best,
+        "by_executor": {
+            name: {
+                "ratio": r["ratio"],
+                "outcrop_records_per_s": r["outcrop_records_per_s"],
+                "floor_records_per_s": r["floor_records_per_s"],
+                "ok": r["ok"],
+            }
+            for name, r in runs.items()
+        },
+    }
     emit(report)
     return 0 if report["ok"] else 1
 

@@ -22,13 +22,14 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -203,12 +204,130 @@ def run_workers(args: argparse.Namespace, workers: int, root: Path) -> dict[str,
             stop_server(server)
 
 
-# TODO(ray): the Ray executor's column. When the Ray executor exists, run the same job with it
-# here (a local Ray cluster, sized as docs/deployment.md "Ray executor" describes) and return a
-# dict shaped like run_workers()'s; main() puts it under "ray" and its ratio to one worker under
-# "ratio_ray_to_one". Until then the column is null.
+# -- the Ray executor's column ---------------------------------------------------------------
+
+RAY_NODES = 2  # head + one worker node, one CPU each, all on this machine
+RAY_OBJECT_STORE_BYTES = 100_000_000  # Ray's minimum is 75 MiB; shards return only counts
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc): Ray's worker processes call setsid, so killing
+    a node's process group alone would leave its actors running."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], list(children.get(pid, []))
+    while stack:
+        found.append(stack.pop())
+        stack.extend(children.get(found[-1], []))
+    return found
+
+
+def _kill_tree(process: subprocess.Popen[bytes]) -> None:
+    below = _descendants(process.pid)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for pid in below:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def ray_cluster(root: Path, nodes: int) -> Iterator[str]:
+    """`nodes` local Ray nodes as `ray start --block` children in their own sessions; yields the
+    head's address and kills exactly these processes afterwards (`ray stop` would kill every
+    Ray process on the machine)."""
+    ray = str(Path(sys.executable).with_name("ray"))
+    temp_dir = Path(tempfile.mkdtemp(prefix="obray-", dir="/tmp"))  # socket paths: keep it short
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for index in range(nodes):
+            role = (
+                ["--head", "--port", str(port), "--temp-dir", str(temp_dir / "ray"),
+                 "--include-dashboard", "false", "--ray-client-server-port", str(_free_port())]
+                if index == 0 else ["--address", f"127.0.0.1:{port}"]
+            )  # fmt: skip
+            cmd = [
+                ray, "start", "--block", "--num-cpus", "1", "--disable-usage-stats",
+                "--object-store-memory", str(RAY_OBJECT_STORE_BYTES),
+                "--include-log-monitor", "false",
+                # Ports of our own: the defaults clash between nodes on one machine.
+                "--dashboard-agent-listen-port", str(_free_port()),
+                "--dashboard-agent-grpc-port", str(_free_port()),
+                "--metrics-export-port", str(_free_port()),
+                "--runtime-env-agent-port", str(_free_port()),
+                *role,
+            ]  # fmt: skip
+            log_path = root / f"ray-node-{index}.log"
+            with open(log_path, "ab") as log:
+                started.append(subprocess.Popen(
+                    cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                ))  # fmt: skip
+            deadline = time.monotonic() + 120
+            while b"Ray runtime started" not in log_path.read_bytes():
+                if started[-1].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ray node {index} did not start:\n{log_path.read_text()}")
+                time.sleep(0.1)  # polling a separate process's log for its ready line
+        yield f"127.0.0.1:{port}"
+    finally:
+        for process in reversed(started):
+            _kill_tree(process)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 def run_ray(args: argparse.Namespace, root: Path) -> dict[str, Any] | None:
-    return None
+    """One API process and one `outcrop worker` whose shards run on a local Ray cluster of
+    RAY_NODES nodes, one actor per node (SPREAD). The engine gets RAY_NODES x shard_concurrency
+    shard slots, as many as that many workers would have together, so the latency-bound
+    ceiling matches the two-worker column; what differs is where the shards run."""
+    root.mkdir(parents=True)
+    catalog = root / "catalog.toml"
+    catalog.write_text(
+        f'[[models]]\nmodel_id = "{MODEL_ID}"\nbackend = "echo"\nformat = "anthropic-messages"\n'
+        f"options = {{ latency_ms = {args.latency_ms} }}\n"
+    )
+    data_dir = root / "data"
+    with fresh_database(args.pg) as database_url, ray_cluster(root, RAY_NODES) as address:
+        env = {
+            **settings_env(args, catalog, database_url),
+            "OUTCROP_SHARD_CONCURRENCY": str(args.shard_concurrency * RAY_NODES),
+            "OUTCROP_EXECUTOR": "ray",
+            "OUTCROP_RAY_ADDRESS": address,
+            "OUTCROP_RAY_ACTORS": str(RAY_NODES),
+            "OUTCROP_RAY_ACTOR_CPUS": "0.5",
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        migrate(data_dir, env)
+        server = start_server(data_dir, {**env, "OUTCROP_ENGINE": "false"})
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            processes = start_workers(data_dir, env, 1)
+            cpu_before = [proc_cpu_s(p.pid) for p in processes]
+            note(f"ray ({RAY_NODES} nodes): running {args.records} records")
+            result = run_job(server, args.records)
+            cpu = [proc_cpu_s(p.pid) - b for p, b in zip(processes, cpu_before, strict=True)]
+            result["worker_cpu_s"] = [round(c, 2) for c in cpu]
+            result["ray_nodes"] = RAY_NODES
+            result["shard_concurrency"] = args.shard_concurrency * RAY_NODES
+            note(f"ray ({RAY_NODES} nodes): {result['records_per_s']} records/s")
+            return result
+        finally:
+            stop_workers(processes)
+            stop_server(server)
 
 
 def main() -> int:

@@ -13,8 +13,13 @@ class ForbiddenAddress(ValueError):
 
 def _is_private(address: str) -> bool:
     ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # `not is_global` also covers shared space such as 100.64.0.0/10 (Alibaba Cloud's metadata
+    # service is 100.100.100.200), which is neither private nor public.
     return bool(
-        ip.is_private
+        not ip.is_global
+        or ip.is_private
         or ip.is_loopback
         or ip.is_link_local
         or ip.is_reserved
@@ -37,8 +42,9 @@ def check_url(url: str, allow_private: bool, resolve: bool = True) -> None:
     if allow_private:
         return
     host = parts.hostname
+    literal = _literal_address(host)
     try:
-        addresses = [host] if _is_ip(host) else _resolve(host) if resolve else []
+        addresses = [literal] if literal else _resolve(host) if resolve else []
     except OSError as exc:
         raise ForbiddenAddress(f"cannot resolve {host}: {exc}") from None
     for address in addresses:
@@ -49,12 +55,25 @@ def check_url(url: str, allow_private: bool, resolve: bool = True) -> None:
             )
 
 
-def _is_ip(host: str) -> bool:
+def _literal_address(host: str) -> str | None:
+    """The address `host` names without a lookup: an IP literal, or loopback for localhost.
+
+    IPv4 in the legacy forms the resolver also accepts (2130706433, 0x7f000001, 127.1) counts as
+    a literal, and so do `localhost` and `*.localhost` (RFC 6761), so these are refused even
+    where names are not resolved (at configuration load).
+    """
     try:
-        ipaddress.ip_address(host)
+        return str(ipaddress.ip_address(host))
     except ValueError:
-        return False
-    return True
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        pass
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return "127.0.0.1"
+    return None
 
 
 def _resolve(host: str) -> list[str]:

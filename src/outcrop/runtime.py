@@ -59,7 +59,9 @@ class Runtime:
         return runtime
 
     def catalog(self) -> ModelCatalog:
-        models = ModelCatalog(Catalog.load(self.settings.catalog))
+        models = ModelCatalog(
+            Catalog.load(self.settings.catalog), allow_private=self.settings.allow_private_targets
+        )
         models.check()
         return models
 
@@ -87,6 +89,7 @@ class Runtime:
             manifest_interval_s=s.manifest_interval_s,
             poll_interval_s=s.poll_interval_s,
             lease_seconds=s.lease_seconds,
+            storage_retry_s=s.storage_retry_s,
             exclusive=self.db.dialect.name == "sqlite",
         )
         models = self.catalog()

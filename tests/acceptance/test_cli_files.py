@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.acceptance.cli import Cli
 from tests.acceptance.conftest import (
     ECHO_MODEL,
     Deployment,
@@ -23,7 +24,6 @@ from tests.acceptance.conftest import (
     jsonl,
     parse_jsonl,
 )
-from tests.acceptance.test_cli_jobs import Cli
 
 FINAL_FIELDS = {"totalRecordCount": 5, "processedRecordCount": 5, "successRecordCount": 4}
 

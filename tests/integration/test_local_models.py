@@ -182,10 +182,10 @@ def test_model_is_loaded_once_per_process(embedder: SentenceTransformersBackend)
     assert first.model.max_seq_length == 64
 
 
-def test_invoke_size_defaults_to_forward_batch_and_can_grow() -> None:
-    assert SentenceTransformersBackend.from_options({"batch_size": 16}).max_batch_size == 16
-    grown = SentenceTransformersBackend.from_options({"batch_size": 16, "max_batch_size": 64})
-    assert (grown.batch_size, grown.max_batch_size) == (16, 64)
+def test_invoke_size_defaults_to_eight_forward_batches_and_can_be_set() -> None:
+    assert SentenceTransformersBackend.from_options({"batch_size": 16}).max_batch_size == 128
+    chosen = SentenceTransformersBackend.from_options({"batch_size": 16, "max_batch_size": 16})
+    assert (chosen.batch_size, chosen.max_batch_size) == (16, 16)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from outcrop.api.bedrock import BedrockApi, json_body, split_job_path
 from outcrop.api.errors import handle_outcrop_error, handle_unexpected_error, wire_error
 from outcrop.api.events import EventRoutes
 from outcrop.api.limits import BodyLimitMiddleware, RateLimiter
+from outcrop.api.openapi import openapi_routes
 from outcrop.api.ops import LatencyMiddleware, ReadinessCheck, ops_routes
 from outcrop.errors import OutcropError, ValidationError
 from outcrop.logs import request_id_var
@@ -176,6 +177,7 @@ def create_app(
 ) -> ASGIApp:
     """Build the API. The request-id wrapper sits outermost so even a 500 carries the id."""
     routes: list[Any] = ops_routes(metrics, readiness)
+    routes += openapi_routes()  # unauthenticated, like botocore's published service model
     routes += BedrockRoutes(api, verifier).routes()
     routes += extra_routes or []
     app = Starlette(

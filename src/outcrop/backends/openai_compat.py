@@ -7,7 +7,7 @@ import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -18,8 +18,22 @@ import httpx
 import orjson
 
 from outcrop.backends._aimd import AIMDLimiter
+from outcrop.backends._http import ShardedTransport
+from outcrop.backends._openai_wire import (
+    Malformed,
+    chat_payload,
+    completion_payload,
+    embeddings_payload,
+    parse_embeddings,
+    split_tokens,
+    text_response,
+    unit,
+    upstream_detail,
+    words,
+)
 from outcrop.backends.base import CatalogError, require_option
-from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError, StopReason
+from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError
+from outcrop.netguard import ForbiddenAddress, check_url
 
 NAME = "openai"
 Endpoint = Literal["chat", "completions", "embeddings"]
@@ -33,19 +47,15 @@ _INT_OPTIONS = {"max_concurrency": (16, 1), "max_retries": (5, 0)}  # name: (def
 _OPTIONS = frozenset(
     {"base_url", "model", "api_key_env", "max_concurrency", "timeout_s", "max_retries", "endpoint"}
 )
+# Injected by the model catalog from OUTCROP_ALLOW_PRIVATE_TARGETS, never written in a catalog.
+ALLOW_PRIVATE_OPTION = "_allow_private"
 EMBEDDING_BATCH = 32  # inputs per /v1/embeddings call; servers differ, 32 is accepted everywhere
 RETRY_AFTER_CAP_S = 60.0
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _THROTTLE_STATUSES = frozenset({429, 503})
-_SAMPLING = ("max_tokens", "temperature", "top_p", "top_k")  # sent under the same names
-_DETAIL_CHARS = 500
 _JSON_HEADERS = {"content-type": "application/json"}
 
 T = TypeVar("T")
-
-
-class _Malformed(Exception):
-    """A 2xx answer that is not the shape we expect; retried and finally reported as 502."""
 
 
 @dataclass
@@ -124,10 +134,16 @@ class OpenAIBackend:
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> OpenAIBackend:
         """Build from a catalog entry's options; raises CatalogError for anything invalid."""
+        allow_private = options.pop(ALLOW_PRIVATE_OPTION, True)
         unknown = sorted(set(options) - _OPTIONS)
         if unknown:
             raise CatalogError(f"backend '{NAME}' has unknown option(s): {', '.join(unknown)}")
         base_url = require_option(options, "base_url", str, NAME)
+        try:
+            # Like webhook URLs at load: literal addresses and localhost, no DNS lookup at start.
+            check_url(base_url, allow_private=bool(allow_private), resolve=False)
+        except ForbiddenAddress as exc:
+            raise CatalogError(f"backend '{NAME}' option 'base_url': {exc}") from None
         model = require_option(options, "model", str, NAME)
         if not model:
             raise CatalogError(f"backend '{NAME}' option 'model' must not be empty")
@@ -216,9 +232,9 @@ class OpenAIBackend:
         results: list[InferenceResponse | RecordError | None],
     ) -> None:
         chat = endpoint == "chat"
-        payload = self._chat_payload(request) if chat else self._completion_payload(request)
+        payload = (chat_payload if chat else completion_payload)(self.model, request)
         outcome = await self._call(
-            endpoint, payload, lambda body: _text_response(request, chat, body)
+            endpoint, payload, lambda body: text_response(request, chat, body)
         )
         if isinstance(outcome, RecordError):
             results[index] = outcome
@@ -233,22 +249,17 @@ class OpenAIBackend:
         results: list[InferenceResponse | RecordError | None],
     ) -> None:
         batch = [requests[i] for i in indices]
-        payload: dict[str, Any] = {
-            "model": self.model,
-            "input": [request.input_text or "" for request in batch],
-        }
+        payload = embeddings_payload(self.model, batch)
         dimensions = batch[0].dimensions
-        if dimensions is not None:
-            payload["dimensions"] = dimensions
         outcome = await self._call(
-            "embeddings", payload, lambda body: _embeddings(len(batch), body)
+            "embeddings", payload, lambda body: parse_embeddings(len(batch), body)
         )
         if isinstance(outcome, RecordError):
             for i in indices:
                 results[i] = outcome
             return
         (vectors, total_tokens), latency_s = outcome
-        tokens = _split_tokens(total_tokens, [_words(r.input_text) for r in batch])
+        tokens = split_tokens(total_tokens, [words(r.input_text) for r in batch])
         for i, request, vector, count in zip(indices, batch, vectors, tokens, strict=True):
             if dimensions is not None and len(vector) != dimensions:
                 results[i] = RecordError(
@@ -256,23 +267,10 @@ class OpenAIBackend:
                 )
                 continue
             if request.normalize:
-                vector = _unit(vector)
+                vector = unit(vector)
             results[i] = InferenceResponse(
                 embedding=vector, input_tokens=count, latency_ms=round(latency_s * 1000)
             )
-
-    def _chat_payload(self, request: InferenceRequest) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
-        if request.system:
-            messages.append({"role": "system", "content": request.system})
-        if request.kind == "completion":
-            messages.append({"role": "user", "content": request.prompt or ""})
-        else:
-            messages.extend({"role": m.role, "content": m.text} for m in request.messages)
-        return {"model": self.model, "messages": messages, **_sampling(request)}
-
-    def _completion_payload(self, request: InferenceRequest) -> dict[str, Any]:
-        return {"model": self.model, "prompt": request.prompt or "", **_sampling(request)}
 
     def _client_here(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -335,11 +333,11 @@ class OpenAIBackend:
             if 200 <= status < 300:
                 try:
                     parsed = parse(orjson.loads(response.content))
-                except (ValueError, LookupError, TypeError, AttributeError, _Malformed) as exc:
+                except (ValueError, LookupError, TypeError, AttributeError, Malformed) as exc:
                     return _Failure(502, f"upstream answered {status} with a malformed body: {exc}")
                 slot.outcome = "ok"
                 return parsed, latency_s
-            detail = f"upstream {status}: {_upstream_detail(response)}"
+            detail = f"upstream {status}: {upstream_detail(response)}"
             if status in _THROTTLE_STATUSES:
                 slot.outcome = "throttled"
                 self.stats.throttles += 1
@@ -390,159 +388,14 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
 
 
-def _sampling(request: InferenceRequest) -> dict[str, Any]:
-    params = {name: getattr(request, name) for name in _SAMPLING}
-    params = {name: value for name, value in params.items() if value is not None}
-    if request.stop_sequences:
-        params["stop"] = list(request.stop_sequences)
-    return params
-
-
-def _text_response(request: InferenceRequest, chat: bool, body: Any) -> InferenceResponse:
-    # Missing keys and wrong types raise here and are reported as a malformed answer.
-    choice = body["choices"][0]
-    text = (choice["message"]["content"] or "") if chat else choice["text"]  # null: tool calls
-    if not isinstance(text, str):
-        raise _Malformed("the generated text is not a string")
-    stop_reason: StopReason = "end_turn"
-    stop_sequence = None
-    finish = choice.get("finish_reason")
-    matched = choice.get("stop_reason")  # vLLM: the stop string that ended generation, or null
-    if finish == "length":
-        stop_reason = "max_tokens"
-    elif finish == "stop" and request.stop_sequences and isinstance(matched, str) and matched:
-        stop_reason, stop_sequence = "stop_sequence", matched
-    prompt_words = _words(request.system) + _words(request.prompt)
-    prompt_words += sum(_words(m.text) for m in request.messages)
-    usage = body.get("usage")
-    return InferenceResponse(
-        text=text,
-        stop_reason=stop_reason,
-        stop_sequence=stop_sequence,
-        input_tokens=_usage(usage, "prompt_tokens", prompt_words),
-        output_tokens=_usage(usage, "completion_tokens", _words(text)),
-    )
-
-
-def _embeddings(count: int, body: Any) -> tuple[list[tuple[float, ...]], int | None]:
-    data = sorted(body["data"], key=lambda item: int(item["index"]))
-    if [item["index"] for item in data] != list(range(count)):
-        raise _Malformed(f"expected embeddings with indices 0..{count - 1}")
-    vectors = [tuple(float(x) for x in item["embedding"]) for item in data]
-    return vectors, _usage(body.get("usage"), "prompt_tokens", None)
-
-
-def _split_tokens(total: int | None, words: list[int]) -> list[int]:
-    """Share a batch's token count among its inputs by word count (exact sum); words if unknown."""
-    if total is None:
-        return words
-    weight = sum(words)
-    if weight == 0:
-        return [total if i == 0 else 0 for i in range(len(words))]
-    shares, previous, running = [], 0, 0
-    for w in words:
-        running += w
-        cumulative = round(total * running / weight)
-        shares.append(cumulative - previous)
-        previous = cumulative
-    return shares
-
-
-def _unit(vector: tuple[float, ...]) -> tuple[float, ...]:
-    norm = math.sqrt(math.fsum(x * x for x in vector))
-    if norm == 0.0 or abs(norm - 1.0) <= 1e-6:
-        return vector
-    return tuple(x / norm for x in vector)
-
-
-def _usage(usage: Any, key: str, fallback: T) -> int | T:
-    value = usage.get(key) if isinstance(usage, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else fallback
-
-
-def _words(text: str | None) -> int:
-    return len(text.split()) if text else 0
-
-
-def _upstream_detail(response: httpx.Response) -> str:
-    """The server's own error message: OpenAI's error.message, or detail/message, or the raw text."""
-    try:
-        body = orjson.loads(response.content)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])[:_DETAIL_CHARS]
-        for candidate in (error, body.get("detail"), body.get("message")):
-            if isinstance(candidate, str):
-                return candidate[:_DETAIL_CHARS]
-    return response.text[:_DETAIL_CHARS] or response.reason_phrase
-
-
 def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-class ShardedTransport(httpx.AsyncBaseTransport):
-    """Keep-alive connections to one server, spread over small pools, each request on a free one.
-
-    httpcore's pool does bookkeeping quadratic in its size on every request (encode/httpcore#1035,
-    unfixed in 1.0.9): with one 64-connection pool the client burnt ~10 ms of CPU per request
-    and managed ~80 records/s against a 100 ms server; pools of 4 keep that cost negligible.
-    A request takes a pool with a free connection, so it never queues inside a pool unless more
-    than `connections` requests are sent at once (the backend's limiter prevents that).
-    """
-
-    def __init__(self, connections: int, per_pool: int = 4) -> None:
-        count = -(-connections // per_pool)
-        sizes = [connections // count + (i < connections % count) for i in range(count)]
-        self._pools = [
-            httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=n, max_keepalive_connections=n)
-            )
-            for n in sizes
-        ]
-        self._free = [i for i, n in enumerate(sizes) for _ in range(n)]  # one entry per connection
-
-    @property
-    def free_connections(self) -> int:
-        return len(self._free)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        taken = bool(self._free)
-        index = self._free.pop() if taken else 0  # LIFO: the most recently used pool is warm
-        try:
-            response = await self._pools[index].handle_async_request(request)
-        except BaseException:
-            if taken:
-                self._free.append(index)
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        release = (lambda: self._free.append(index)) if taken else (lambda: None)
-        response.stream = _ReleasingStream(response.stream, release)
-        return response
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
-class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that hands its connection's place back once the body is closed."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
-        self._stream = stream
-        self._release: Callable[[], None] | None = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        finally:
-            if self._release is not None:
-                self._release()
-                self._release = None
+__all__ = [
+    "BackendStats",
+    "OpenAIBackend",
+    "ShardedTransport",
+    "normalize_base_url",
+    "parse_retry_after",
+]

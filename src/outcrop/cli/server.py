@@ -23,6 +23,12 @@ from outcrop.logs import configure_logging
 LogFormat = Annotated[
     str | None, typer.Option("--log-format", help="json or text [env: OUTCROP_LOG_FORMAT]")
 ]
+ExecutorOpt = Annotated[
+    str | None, typer.Option(help="Where shards run: local, process or ray [env: OUTCROP_EXECUTOR]")
+]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster address [env: OUTCROP_RAY_ADDRESS]")
+]
 LogLevel = Annotated[str | None, typer.Option("--log-level", help="debug, info, warning, error")]
 
 
@@ -37,6 +43,8 @@ def serve(
     show_credentials: Annotated[
         bool, typer.Option(help="Print the root secret key and an export line")
     ] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     log_format: LogFormat = None,
     log_level: LogLevel = None,
 ) -> None:
@@ -90,13 +98,23 @@ def serve(
 
 @app.command()
 def worker(
-    data_dir: DataDir = None, log_format: LogFormat = None, log_level: LogLevel = None
+    data_dir: DataDir = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
+    log_format: LogFormat = None,
+    log_level: LogLevel = None,
 ) -> None:
     """Run the job engine and event dispatcher only (no HTTP), until interrupted."""
     import signal
     import threading
 
-    settings = build_settings(data_dir=data_dir, log_format=log_format, log_level=log_level)
+    settings = build_settings(
+        data_dir=data_dir,
+        executor=executor,
+        ray_address=ray_address,
+        log_format=log_format,
+        log_level=log_level,
+    )
     configure_logging(settings.log_format, settings.log_level)
     runtime = _runtime(settings)
     engine = _start_engine(runtime)

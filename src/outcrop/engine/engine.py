@@ -26,6 +26,7 @@ from outcrop.engine.finalize import delete_parts, finalize_job, manifest_of, wri
 from outcrop.engine.layout import JobLayout
 from outcrop.engine.models import ModelCatalog
 from outcrop.engine.progress import Tally
+from outcrop.engine.retry import StorageRetry
 from outcrop.engine.shard import ShardContext
 from outcrop.engine.validate import Limits, validate_input
 from outcrop.errors import ConflictError, ValidationError
@@ -54,6 +55,7 @@ class EngineSettings:
     lease_seconds: float
     exclusive: bool  # the only engine on this database: take over leases at start
     max_validations: int = 2
+    storage_retry_s: float = 120.0  # how long a job rides out failing storage
 
     @property
     def shard_slots(self) -> int:
@@ -79,6 +81,7 @@ class Engine:
         self.models = models
         self.settings = settings
         self.metrics = metrics
+        self.storage_retry = StorageRetry(settings.storage_retry_s)
         self._tasks: dict[str, asyncio.Task[None]] = {}  # validations, stops, finalisations
         self._active: dict[str, ActiveJob] = {}
         self._shard_tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
@@ -255,11 +258,16 @@ class Engine:
         if free <= 0:
             return
         for job_id in await asyncio.to_thread(self.shard_work.runnable_jobs, 10):
+            if not self.storage_retry.ready(job_id):
+                continue  # storage is failing for this job: its shards wait out the backoff
             active = self._active.get(job_id) or await self._activate(job_id)
             if active is None or active.stop.is_set():
                 continue
             want = min(free, self.settings.shard_concurrency - len(active.in_flight))
-            for shard in await asyncio.to_thread(self.shard_work.claim, job_id, want):
+            claimed = await asyncio.to_thread(self.shard_work.claim, job_id, want)
+            # The monitor drops idle jobs from _active meanwhile; keep this one while it works.
+            active = self._active.setdefault(job_id, active)
+            for shard in claimed:
                 key = (job_id, shard.shard_index)
                 active.in_flight[shard.shard_index] = Tally()
                 task = asyncio.create_task(self._run_shard(active, shard))
@@ -280,17 +288,40 @@ class Engine:
     async def _run_shard(self, active: ActiveJob, shard: Shard) -> None:
         job_id = active.job.job_id
         job_id_var.set(job_id)
-        try:
-            result = await self.executor.run(active, shard)
-            await asyncio.to_thread(self.shard_work.complete, job_id, shard.shard_index, result)
-        except ShardLost as exc:
-            log.warning("%s; the shard will be claimed again", exc)
-            await self._try(self.shard_work.release, job_id, shard.shard_index)
-        except (StorageError, BackendUnavailable) as exc:
-            log.warning("job failed: %s", exc)
-            active.request_stop(JobStatus.FAILED)
-            counts = await asyncio.to_thread(self.work.durable_counts, job_id)
-            await self._try(self.work.finish, job_id, JobStatus.FAILED, counts, str(exc))
+        while True:
+            try:
+                result = await self.executor.run(active, shard)
+                await asyncio.to_thread(self.shard_work.complete, job_id, shard.shard_index, result)
+                self.storage_retry.succeeded(job_id)
+                return
+            except ShardLost as exc:
+                log.warning("%s; the shard will be claimed again", exc)
+                await self._try(self.shard_work.release, job_id, shard.shard_index)
+                return
+            except BackendUnavailable as exc:
+                await self._fail(active, str(exc))
+                return
+            except StorageError as exc:
+                delay = self.storage_retry.failed(job_id)
+                if delay is None:
+                    await self._fail(active, self.storage_retry.message(exc))
+                    return
+                log.warning("shard %d: %s; retrying in %.1f s", shard.shard_index, exc, delay)
+                # Keep the lease (the monitor renews it) and run the shard again after the
+                # backoff; its records are re-sent only if its part could not be written.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(active.stop.wait(), delay)
+            if active.stop.is_set():  # finalisation fills in the shard's records as unprocessed
+                await self._try(self.shard_work.release, job_id, shard.shard_index)
+                return
+            active.in_flight[shard.shard_index] = Tally()  # live progress starts over with it
+
+    async def _fail(self, active: ActiveJob, message: str) -> None:
+        job_id = active.job.job_id
+        log.warning("job failed: %s", message)
+        active.request_stop(JobStatus.FAILED)
+        counts = await asyncio.to_thread(self.work.durable_counts, job_id)
+        await self._try(self.work.finish, job_id, JobStatus.FAILED, counts, message)
 
     async def _monitor(self) -> None:
         """Publish live counters, notice Stop and deadlines, renew shard leases, rewrite manifests."""
@@ -331,6 +362,8 @@ class Engine:
             active = self._active.get(job_id)
             if f"f:{job_id}" in self._tasks or (active is not None and active.in_flight):
                 continue
+            if not self.storage_retry.ready(job_id):
+                continue
             if await asyncio.to_thread(self.shard_work.claim_job, job_id):
                 self._spawn(f"f:{job_id}", self._finalize(job_id))
 
@@ -341,12 +374,19 @@ class Engine:
             return
         try:
             finished = await asyncio.to_thread(finalize_job, self.work, self.storage, job)
+            self.storage_retry.succeeded(job_id)
             log.info("job finished: %s, %s of %s records processed",
                      finished.status.value, finished.counts.processed, finished.counts.total)  # fmt: skip
         except StorageError as exc:
-            log.warning("job failed while finalising: %s", exc)
+            delay = self.storage_retry.failed(job_id)
+            if delay is not None:  # finalising is idempotent: a later tick runs it again
+                log.warning("finalising failed: %s; retrying in %.1f s", exc, delay)
+                await self._try(self.work.release, job_id)
+                return
+            message = self.storage_retry.message(exc)
+            log.warning("job failed while finalising: %s", message)
             counts = await asyncio.to_thread(self.work.durable_counts, job_id)
-            await self._try(self.work.finish, job_id, JobStatus.FAILED, counts, str(exc))
+            await self._try(self.work.finish, job_id, JobStatus.FAILED, counts, message)
         except ConflictError as exc:
             log.info("finalisation skipped: %s", exc)
 

@@ -68,10 +68,12 @@ def delete_parts(storage: ObjectStore, layout: JobLayout) -> None:
 
 
 def finalize_job(work: WorkStore, storage: ObjectStore, job: Job) -> Job:
-    """Bring a running job whose shards are all settled to its terminal status (idempotent).
+    """Bring a running job whose shards are all settled to its terminal status.
 
     Stopping becomes Stopped; a job past its deadline with unprocessed records becomes
-    PartiallyCompleted; anything else Completed.
+    PartiallyCompleted; anything else Completed. Safe to run again after a crash at any point:
+    the outputs are assembled once (recorded in the store), then the parts are removed, and only
+    then is the job finished, so a terminal job never shows its parts.
     """
     layout = JobLayout.of(job.job_id, job.spec.input_s3_uri, job.spec.output_s3_uri)
     if job.status == JobStatus.STOPPING:
@@ -80,11 +82,17 @@ def finalize_job(work: WorkStore, storage: ObjectStore, job: Job) -> Job:
         reason = JobStatus.PARTIALLY_COMPLETED
     else:
         reason = None
-    files = work.files(job.job_id)
     shards = work.shards(job.job_id)
-    unprocessed = assemble_outputs(storage, layout, files, shards, unprocessed_message(reason))
+    unprocessed = sum(s.record_count for s in shards if not s.done)
     counts = work.durable_counts(job.job_id)
-    write_manifest(storage, layout, manifest_of(job.counts.total or 0, counts))
+    if not work.outputs_assembled(job.job_id):
+        assemble_outputs(
+            storage, layout, work.files(job.job_id), shards, unprocessed_message(reason)
+        )
+        write_manifest(storage, layout, manifest_of(job.counts.total or 0, counts))
+        work.mark_outputs_assembled(job.job_id)
+    delete_parts(storage, layout)
+    storage.discard_incomplete(layout.output_bucket, layout.output_root)
     if reason == JobStatus.STOPPED:
         target = JobStatus.STOPPED
     elif reason == JobStatus.PARTIALLY_COMPLETED and unprocessed:
@@ -92,6 +100,5 @@ def finalize_job(work: WorkStore, storage: ObjectStore, job: Job) -> Job:
     else:
         target = JobStatus.COMPLETED
     finished = work.finish(job.job_id, target, counts)
-    delete_parts(storage, layout)
     work.set_parts_pending(job.job_id, False)
     return finished

@@ -10,12 +10,20 @@ from outcrop.domain.catalog import BUILTIN_ENTRIES, Catalog, CatalogEntry
 from outcrop.formats.base import BodyFormat
 from outcrop.formats.registry import UnknownFormat, get_format
 
+# Backends that call a URL from their options, and take the private-address policy with them.
+_NETWORK_BACKENDS = {"openai": "_allow_private"}
+
 
 class ModelCatalog:
-    """The catalog plus one backend instance per entry, created on first use and shared by jobs."""
+    """The catalog plus one backend instance per entry, created on first use and shared by jobs.
 
-    def __init__(self, catalog: Catalog) -> None:
+    `allow_private` (OUTCROP_ALLOW_PRIVATE_TARGETS) is handed to backends that call a configured
+    URL, so a model server at a private or loopback address is refused like a webhook target.
+    """
+
+    def __init__(self, catalog: Catalog, allow_private: bool = True) -> None:
         self.catalog = catalog
+        self.allow_private = allow_private
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
 
@@ -58,7 +66,10 @@ class ModelCatalog:
         with self._lock:
             backend = self._backends.get(entry.model_id)
             if backend is None:
-                backend = create_backend(entry.backend, entry.options)
+                options = dict(entry.options)
+                if entry.backend in _NETWORK_BACKENDS:
+                    options[_NETWORK_BACKENDS[entry.backend]] = self.allow_private
+                backend = create_backend(entry.backend, options)
                 self._backends[entry.model_id] = backend
             return backend
 

@@ -72,6 +72,11 @@ class ObjectStore(Protocol):
         raises, nothing new is visible at `key` and no partial upload is left behind."""
         ...
 
+    def discard_incomplete(self, bucket: str, prefix: str) -> None:
+        """Remove what interrupted writes under `prefix` left behind (local temp files, S3
+        multipart uploads never completed). Never touches a complete object."""
+        ...
+
     def append_object(self, writer: ObjectWriter, bucket: str, key: str) -> None:
         """Copy the whole object at `key` onto the end of `writer` (from this same store), as
         cheaply as the store allows (a kernel copy for local buckets)."""

@@ -210,6 +210,16 @@ class LocalObjectStore:
                 with suppress(OSError):
                     os.unlink(tmp_name)
 
+    def discard_incomplete(self, bucket: str, prefix: str) -> None:
+        bucket_dir = self._bucket_dir(bucket)
+        folder = _real(bucket_dir / prefix) if prefix.endswith("/") else None
+        if folder is None or not _inside(folder, bucket_dir) or not folder.is_dir():
+            return
+        for path in folder.rglob(f"{TMP_PREFIX}*"):
+            if path.is_file() and not path.is_symlink() and _inside(_real(path), bucket_dir):
+                with suppress(OSError):
+                    path.unlink()
+
     def append_object(self, writer: ObjectWriter, bucket: str, key: str) -> None:
         if not isinstance(writer, _FileWriter):
             with self.open_read(bucket, key) as source:
@@ -271,6 +281,7 @@ class LocalObjectStore:
     def delete_prefix(self, bucket: str, prefix: str) -> None:
         for info in self.list_objects(bucket, prefix):
             self.delete(bucket, info.key)
+        self.discard_incomplete(bucket, prefix)
         if prefix.endswith("/"):
             # S3 has no folders: once a "folder" prefix is emptied, leave no empty directory.
             bucket_dir = self._bucket_dir(bucket)

@@ -184,6 +184,17 @@ class S3ObjectStore:
         with buffered_reader(read, body.close, self.read_chunk_size) as reader:
             yield reader
 
+    def discard_incomplete(self, bucket: str, prefix: str) -> None:
+        try:
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    self._client.abort_multipart_upload(
+                        Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+        except (ClientError, BotoCoreError) as exc:
+            self._fail(exc, "clean up", bucket, prefix)
+
     def append_object(self, writer: ObjectWriter, bucket: str, key: str) -> None:
         with self.open_read(bucket, key) as source:
             stream_copy(source, writer)

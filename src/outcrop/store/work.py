@@ -256,6 +256,16 @@ class WorkStore:
             output_tokens=out_tok,
         )
 
+    # parts_pending: 0 no parts, 1 parts may exist, 2 parts may exist but the outputs are
+    # already assembled from them (finalisation resumed after a crash skips the assembly).
+    def outputs_assembled(self, job_id: str) -> bool:
+        with self.store.reading() as conn:
+            return conn.scalar(select(jobs.c.parts_pending).where(jobs.c.job_id == job_id)) == 2
+
+    def mark_outputs_assembled(self, job_id: str) -> None:
+        with self.store.writing() as conn:
+            conn.execute(update(jobs).where(jobs.c.job_id == job_id).values(parts_pending=2))
+
     def set_parts_pending(self, job_id: str, pending: bool) -> None:
         with self.store.writing() as conn:
             conn.execute(
@@ -275,7 +285,7 @@ class WorkStore:
                     select(jobs.c.job_id)
                     .where(
                         and_(
-                            jobs.c.parts_pending == 1,
+                            jobs.c.parts_pending != 0,
                             jobs.c.status.in_([s.value for s in terminal]),
                         )
                     )
