@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -41,3 +42,23 @@ def require_option(options: dict[str, Any], name: str, kind: type, backend: str)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise CatalogError(f"backend '{backend}' option '{name}' must be {kind.__name__}")
     return value
+
+
+def int_options(
+    options: dict[str, Any], spec: dict[str, tuple[int, int]], backend: str
+) -> dict[str, int]:
+    """Integer options with their defaults, each checked against its minimum: {name: (default, min)}."""
+    values = {name: options.get(name, default) for name, (default, _) in spec.items()}
+    for name, value in values.items():
+        if type(value) is not int or value < spec[name][1]:
+            raise CatalogError(
+                f"backend '{backend}' option '{name}' must be an int >= {spec[name][1]}"
+            )
+    return values
+
+
+def timeout_option(options: dict[str, Any], backend: str, default: float = 60.0) -> float:
+    timeout_s = options.get("timeout_s", default)
+    if type(timeout_s) not in (int, float) or not 0 < timeout_s < math.inf:
+        raise CatalogError(f"backend '{backend}' option 'timeout_s' must be a number > 0")
+    return float(timeout_s)

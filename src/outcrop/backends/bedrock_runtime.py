@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import threading
 import time
@@ -34,7 +33,13 @@ from outcrop.backends._bedrock_bodies import (
     parse_converse_answer,
     parse_invoke_answer,
 )
-from outcrop.backends.base import BackendUnavailable, CatalogError, require_option
+from outcrop.backends.base import (
+    BackendUnavailable,
+    CatalogError,
+    int_options,
+    require_option,
+    timeout_option,
+)
 from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError
 
 NAME = "bedrock"
@@ -139,15 +144,8 @@ class BedrockRuntimeBackend:
             raise CatalogError(
                 f"backend '{NAME}' option 'invoke_format' must be one of {', '.join(INVOKE_FORMATS)}"
             )
-        counts = {name: options.get(name, default) for name, (default, _) in _INT_OPTIONS.items()}
-        for name, value in counts.items():
-            if type(value) is not int or value < _INT_OPTIONS[name][1]:
-                raise CatalogError(
-                    f"backend '{NAME}' option '{name}' must be an int >= {_INT_OPTIONS[name][1]}"
-                )
-        timeout_s = options.get("timeout_s", 60.0)
-        if type(timeout_s) not in (int, float) or not 0 < timeout_s < math.inf:
-            raise CatalogError(f"backend '{NAME}' option 'timeout_s' must be a number > 0")
+        counts = int_options(options, _INT_OPTIONS, NAME)
+        timeout_s = timeout_option(options, NAME)
         return cls(
             model_id=model_id,
             region=strings.get("region", "us-east-1"),

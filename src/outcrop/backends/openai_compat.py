@@ -31,7 +31,7 @@ from outcrop.backends._openai_wire import (
     upstream_detail,
     words,
 )
-from outcrop.backends.base import CatalogError, require_option
+from outcrop.backends.base import CatalogError, int_options, require_option, timeout_option
 from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError
 from outcrop.netguard import ForbiddenAddress, check_url
 
@@ -160,15 +160,8 @@ class OpenAIBackend:
             raise CatalogError(
                 f"backend '{NAME}' option 'endpoint' must be one of {sorted(_PATHS)}"
             )
-        counts = {name: options.get(name, default) for name, (default, _) in _INT_OPTIONS.items()}
-        for name, value in counts.items():
-            if type(value) is not int or value < _INT_OPTIONS[name][1]:
-                raise CatalogError(
-                    f"backend '{NAME}' option '{name}' must be an int >= {_INT_OPTIONS[name][1]}"
-                )
-        timeout_s = options.get("timeout_s", 60.0)
-        if type(timeout_s) not in (int, float) or not 0 < timeout_s < math.inf:
-            raise CatalogError(f"backend '{NAME}' option 'timeout_s' must be a number > 0")
+        counts = int_options(options, _INT_OPTIONS, NAME)
+        timeout_s = timeout_option(options, NAME)
         return cls(
             base_url=base_url,
             model=model,

@@ -12,7 +12,7 @@ from outcrop.domain.clock import to_us
 from outcrop.domain.jobs import JobStatus
 from outcrop.store.sql import SqlJobStore
 from outcrop.store.tables import jobs, shards
-from outcrop.store.work import Shard, ShardResult
+from outcrop.store.work import Shard, ShardResult, job_lease_free
 
 RUNNING = (JobStatus.IN_PROGRESS.value, JobStatus.STOPPING.value)
 
@@ -198,11 +198,7 @@ class ShardWork:
             )
         )
         pending = exists().where(and_(shards.c.job_id == jobs.c.job_id, shards.c.done == 0))
-        lease_free = or_(
-            jobs.c.lease_owner.is_(None),
-            jobs.c.lease_expires_us < now,
-            jobs.c.lease_owner == self.owner,
-        )
+        lease_free = job_lease_free(self.owner, now)
         with self.store.reading() as conn:
             stmt = (
                 select(jobs.c.job_id)
@@ -230,11 +226,7 @@ class ShardWork:
                 update(jobs)
                 .where(
                     jobs.c.job_id == job_id,
-                    or_(
-                        jobs.c.lease_owner.is_(None),
-                        jobs.c.lease_expires_us < now,
-                        jobs.c.lease_owner == self.owner,
-                    ),
+                    job_lease_free(self.owner, now),
                 )
                 .values(lease_owner=self.owner, lease_expires_us=now + self.lease_us)
             ).rowcount

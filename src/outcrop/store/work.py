@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 
 from outcrop.domain.clock import to_us
 from outcrop.domain.jobs import Job, JobStatus, RecordCounts
@@ -43,6 +43,13 @@ class ShardResult:
     output_tokens: int
 
 
+def job_lease_free(owner: str, now_us: int) -> ColumnElement[bool]:
+    """A job's own lease is free for `owner`: nobody holds it, it ran out, or it is owner's."""
+    return or_(
+        jobs.c.lease_owner.is_(None), jobs.c.lease_expires_us < now_us, jobs.c.lease_owner == owner
+    )
+
+
 class WorkStore:
     """Operations the engine performs on jobs; every write is one short transaction."""
 
@@ -68,11 +75,7 @@ class WorkStore:
     def claim_jobs(self, statuses: Sequence[JobStatus], limit: int) -> list[Job]:
         """Lease up to `limit` jobs in the given statuses that nobody (alive) owns, oldest first."""
         now = self._now_us()
-        claimable = or_(
-            jobs.c.lease_owner.is_(None),
-            jobs.c.lease_expires_us < now,
-            jobs.c.lease_owner == self.owner,
-        )
+        claimable = job_lease_free(self.owner, now)
         with self.store.writing() as conn:
             stmt = (
                 select(jobs.c.job_id)
