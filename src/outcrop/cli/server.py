@@ -68,6 +68,7 @@ def serve(
     out.print(
         f"Outcrop listening on [bold]{endpoint}[/bold]  (account {ident.account_id}, region {settings.region})"
     )
+    out.print(f"  console:           {endpoint}/console  (sign in with the key pair below)")
     out.print(f"  access key id:     {ident.access_key_id}")
     if ident.generated or show_credentials:
         out.print(f"  secret access key: {ident.secret_access_key}")
