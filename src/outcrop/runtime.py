@@ -102,7 +102,7 @@ class Runtime:
         s = self.settings
         if s.executor == "local":
             return None
-        from outcrop.engine.executors import RayExecutor
+        from outcrop.engine.executors import ProcessExecutor, RayExecutor
 
         # Workers rebuild storage and catalog from these settings in their own processes.
         shipped = s.model_copy(update={"account_id": self.identity.account_id}).model_dump(
@@ -111,6 +111,8 @@ class Runtime:
         for path_field in ("data_dir", "catalog"):
             if shipped.get(path_field):
                 shipped[path_field] = str(Path(shipped[path_field]).resolve())
+        if s.executor == "process":
+            return ProcessExecutor(shipped, s.process_workers, s.record_concurrency)
         return RayExecutor(
             s.ray_address or "auto", shipped, s.ray_actors, s.ray_actor_cpus, s.record_concurrency
         )
