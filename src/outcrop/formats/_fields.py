@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterable
 from typing import Any, Literal, NoReturn
 
@@ -160,3 +162,16 @@ def message_object(value: object, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         fail(path, "must be an object")
     return value
+
+
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count()
+
+
+def response_id() -> str:
+    """A unique response id (24 hex digits): a random per-process prefix and a counter.
+
+    One random draw per process, not per record: ids need to be unique, not secret, and a
+    system call per record was a measurable share of the record path.
+    """
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"

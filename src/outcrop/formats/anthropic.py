@@ -7,7 +7,6 @@ Ranges follow Bedrock's Claude parameters: temperature and top_p 0..1, top_k >= 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from outcrop.formats import _fields as f
@@ -69,7 +68,7 @@ class AnthropicMessages:
         self, request: InferenceRequest, response: InferenceResponse, model_id: str
     ) -> dict[str, Any]:
         return {
-            "id": "msg_" + os.urandom(12).hex(),
+            "id": "msg_" + f.response_id(),
             "type": "message",
             "role": "assistant",
             "model": model_id,

@@ -10,7 +10,6 @@ Ranges follow OpenAI: temperature 0..2, top_p 0..1; `stop` is a string or a list
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -62,7 +61,7 @@ class OpenAIChat:
         self, request: InferenceRequest, response: InferenceResponse, model_id: str
     ) -> dict[str, Any]:
         return {
-            "id": "chatcmpl-" + os.urandom(12).hex(),
+            "id": "chatcmpl-" + f.response_id(),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model_id,

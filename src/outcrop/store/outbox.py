@@ -95,6 +95,12 @@ class OutboxStore:
         if not self._cursor_ready:  # create it outside the routing transaction, race-free
             self.store.meta_value(ROUTE_CURSOR_KEY, lambda: "0")
             self._cursor_ready = True
+        with self.store.reading() as conn:  # nothing new: no need for the write lock
+            cursor_now = int(
+                conn.scalar(select(meta.c.value).where(meta.c.key == ROUTE_CURSOR_KEY)) or 0
+            )
+            if conn.scalar(select(events.c.seq).where(events.c.seq > cursor_now).limit(1)) is None:
+                return 0
         now = self._now_us()
         with self.store.writing() as conn:
             stmt = select(meta.c.value).where(meta.c.key == ROUTE_CURSOR_KEY)
@@ -154,6 +160,14 @@ class OutboxStore:
         free = or_(
             event_deliveries.c.lease_owner.is_(None), event_deliveries.c.lease_expires_us < now
         )
+        with self.store.reading() as conn:  # most passes find nothing: skip the write lock then
+            due = select(event_deliveries.c.id).where(
+                event_deliveries.c.status == "pending",
+                event_deliveries.c.next_attempt_us <= now,
+                free,
+            )
+            if conn.scalar(due.limit(1)) is None:
+                return []
         with self.store.writing() as conn:
             stmt = (
                 select(event_deliveries.c.id)

@@ -76,13 +76,17 @@ class WorkStore:
         """Lease up to `limit` jobs in the given statuses that nobody (alive) owns, oldest first."""
         now = self._now_us()
         claimable = job_lease_free(self.owner, now)
+        stmt = (
+            select(jobs.c.job_id)
+            .where(jobs.c.status.in_([s.value for s in statuses]), claimable)
+            .order_by(jobs.c.submit_us, jobs.c.job_id)
+            .limit(limit)
+        )
+        # Engines ask every tick; look before taking the write lock, which is usually needless.
+        with self.store.reading() as conn:
+            if conn.scalar(stmt) is None:
+                return []
         with self.store.writing() as conn:
-            stmt = (
-                select(jobs.c.job_id)
-                .where(jobs.c.status.in_([s.value for s in statuses]), claimable)
-                .order_by(jobs.c.submit_us, jobs.c.job_id)
-                .limit(limit)
-            )
             if not self.store._sqlite:
                 stmt = stmt.with_for_update(skip_locked=True)
             ids = list(conn.scalars(stmt))
