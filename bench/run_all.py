@@ -26,7 +26,9 @@ KNOWN: dict[str, list[str]] = {
     "first_record": [],
     "api": ["--jobs", "200", "--duration", "3", "--deep-jobs", "20000", "--deep-pages", "15"],
     "openai_backend": [],
-    "embeddings": ["--records", "1000", "--repeats", "2"],
+    "embeddings": [],
+    "events": [],
+    "scale": [],
 }
 
 # The figure a reader wants first from each benchmark, as (label, key path).
@@ -35,7 +37,9 @@ HEADLINES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "memory": [("peak MB", ("peak_rss_mb",)), ("scaling", ("scaling",))],
     "first_record": [("median s", ("median_s",)), ("tiny s", ("tiny", "median_s"))],
     "openai_backend": [("ratio", ("ratio",))],
-    "embeddings": [("best ratio", ("best_ratio",))],
+    "embeddings": [("ratio", ("ratio",))],
+    "events": [("ratio", ("ratio",))],
+    "scale": [("two/one", ("ratio",)), ("ray/one", ("ratio_ray_to_one",))],
 }
 GENERIC_KEYS = ("ratio", "best_ratio", "median_s", "peak_rss_mb", "records_per_s")
 

@@ -147,6 +147,7 @@ class Runtime:
             extra_routes=extra,
             rate_limiter=limiter,
             max_body_bytes=self.settings.max_request_bytes,
+            max_header_bytes=self.settings.max_header_bytes,
         )
 
     def _console_storage(self) -> ObjectStore | None:

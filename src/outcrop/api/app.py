@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,9 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outcrop.api.auth import Caller, SigV4Verifier
 from outcrop.api.bedrock import BedrockApi, json_body, split_job_path
-from outcrop.api.errors import handle_outcrop_error, handle_unexpected_error, wire_error
+from outcrop.api.errors import SafetyNetMiddleware, handle_outcrop_error, wire_error
 from outcrop.api.events import EventRoutes
-from outcrop.api.limits import BodyLimitMiddleware, RateLimiter
+from outcrop.api.limits import BodyLimitMiddleware, HeaderLimitMiddleware, RateLimiter
 from outcrop.api.openapi import openapi_routes
 from outcrop.api.ops import LatencyMiddleware, ReadinessCheck, ops_routes
 from outcrop.errors import OutcropError, ValidationError
@@ -120,7 +122,9 @@ class BedrockRoutes:
         return [
             Route("/model-invocation-job", self.create, methods=["POST"]),
             Route("/model-invocation-jobs", self.list_jobs, methods=["GET"]),
-            Route("/model-invocation-job/{rest:path}", self.job, methods=["GET", "POST"]),
+            _any_characters(
+                Route("/model-invocation-job/{rest:path}", self.job, methods=["GET", "POST"])
+            ),
             Route("/tagResource", self._body_op(self.api.TagResource), methods=["POST"]),
             Route("/untagResource", self._body_op(self.api.UntagResource), methods=["POST"]),
             Route(
@@ -129,6 +133,13 @@ class BedrockRoutes:
                 methods=["POST"],
             ),
         ]
+
+
+def _any_characters(route: Route) -> Route:
+    """Let the route's `path` parameter match any character: a percent-encoded newline (%0A) in
+    a job identifier is then a ValidationException from the operation, not an unknown route."""
+    route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
+    return route
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
@@ -174,6 +185,7 @@ def create_app(
     extra_routes: list[Any] | None = None,
     rate_limiter: RateLimiter | None = None,
     max_body_bytes: int = 1024 * 1024,
+    max_header_bytes: int = 16 * 1024,
 ) -> ASGIApp:
     """Build the API. The request-id wrapper sits outermost so even a 500 carries the id."""
     routes: list[Any] = ops_routes(metrics, readiness)
@@ -185,8 +197,11 @@ def create_app(
         exception_handlers={
             OutcropError: handle_outcrop_error,
             HTTPException: _http_error,
-            Exception: handle_unexpected_error,
         },
+        # Inside Starlette's own catch-all (which answers a bare 500 and re-raises): anything
+        # the handlers let through becomes a typed 500 here, and the connection stays usable.
+        middleware=[Middleware(SafetyNetMiddleware)],
     )
     app.state.rate_limiter = rate_limiter
-    return RequestIdMiddleware(LatencyMiddleware(BodyLimitMiddleware(app, max_body_bytes), metrics))
+    limited = HeaderLimitMiddleware(BodyLimitMiddleware(app, max_body_bytes), max_header_bytes)
+    return RequestIdMiddleware(LatencyMiddleware(limited, metrics))

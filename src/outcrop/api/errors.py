@@ -7,6 +7,7 @@ import logging
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outcrop.errors import InternalServerError, OutcropError, TooManyTagsError
 
@@ -42,7 +43,36 @@ async def handle_outcrop_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
-    # Never leak internals: log the traceback with the request id, answer a typed 500.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(InternalServerError("An internal error occurred; see the server log."))
+class SafetyNetMiddleware:
+    """Turn any exception that escaped the handlers into a typed 500 (InternalServerException).
+
+    Installed inside Starlette's own catch-all, which would answer a bare 500 (no error type)
+    and re-raise, making the server drop the kept-alive connection; answering here gives the
+    client a typed, retryable error on a connection that stays usable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # the response is half sent; only closing the connection is left
+            response = error_response(
+                InternalServerError("An internal error occurred; see the server log.")
+            )
+            await response(scope, receive, send)

@@ -29,7 +29,8 @@ OPERATIONS = (
 )
 
 # Errors the server raises on every route, whatever the operation models: SigV4 failures are
-# 403s with their own codes, and the rate limiter answers 429 before any operation runs.
+# 403s with their own codes, the rate limiter answers 429 before any operation runs, and the
+# size limits answer 413 (body) and 431 (headers).
 _AUTH_ERRORS = (
     "AccessDeniedException",
     "MissingAuthenticationTokenException",
@@ -39,7 +40,9 @@ _AUTH_ERRORS = (
 _ALWAYS: dict[int, tuple[str, ...]] = {
     400: ("ValidationException",),
     403: _AUTH_ERRORS,
+    413: ("ValidationException",),  # limits of the HTTP layer, on every route
     429: ("ThrottlingException",),
+    431: ("ValidationException",),
     500: ("InternalServerException",),
 }
 _STATUS_TEXT = {
@@ -49,6 +52,7 @@ _STATUS_TEXT = {
     "resource belongs to another account.",
     404: "No such job in this account and region.",
     413: "The request body is larger than OUTCROP_MAX_REQUEST_BYTES (ValidationException).",
+    431: "The request headers are larger than OUTCROP_MAX_HEADER_BYTES (ValidationException).",
     429: "This account exceeded its request rate (OUTCROP_RATE_LIMIT_RPS); retry with backoff.",
     500: "An internal error; the server log has the details under the request id.",
 }
@@ -340,15 +344,13 @@ def _request_id_header() -> dict[str, Any]:
     }
 
 
-def _errors_of(op: OperationModel, has_body: bool) -> dict[str, dict[str, Any]]:
+def _errors_of(op: OperationModel) -> dict[str, dict[str, Any]]:
     by_status: dict[int, list[str]] = {s: list(codes) for s, codes in _ALWAYS.items()}
     for error in op.error_shapes:
         status = int(error.metadata.get("error", {}).get("httpStatusCode", 400))
         codes = by_status.setdefault(status, [])
         if error.name not in codes:
             codes.append(error.name)
-    if has_body:
-        by_status[413] = ["ValidationException"]
     return {
         str(status): _error_response(status, tuple(codes))
         for status, codes in sorted(by_status.items())
@@ -380,7 +382,7 @@ def _operation(op: OperationModel, builder: _SchemaBuilder) -> dict[str, Any]:
             "headers": {"x-amzn-RequestId": _request_id_header()},
             "content": {"application/json": {"schema": builder.ref(output)}},
         },
-        **_errors_of(op, bool(body_members)),
+        **_errors_of(op),
     }
     if not operation["parameters"]:
         del operation["parameters"]

@@ -34,6 +34,7 @@ def operation_of(method: str, path: str) -> str:
         "/healthz": "Healthz",
         "/readyz": "Readyz",
         "/metrics": "Metrics",
+        "/openapi.json": "OpenAPI",
     }
     if path in fixed:
         return fixed[path]

@@ -269,6 +269,8 @@ class Engine:
             active = self._active.setdefault(job_id, active)
             for shard in claimed:
                 key = (job_id, shard.shard_index)
+                if key in self._shard_tasks:
+                    continue  # our own lease lapsed (the monitor was held up) and is ours again
                 active.in_flight[shard.shard_index] = Tally()
                 task = asyncio.create_task(self._run_shard(active, shard))
                 self._shard_tasks[key] = task
@@ -311,6 +313,12 @@ class Engine:
                 # backoff; its records are re-sent only if its part could not be written.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(active.stop.wait(), delay)
+            except Exception:  # e.g. the database briefly unreachable: never lose the shard
+                log.exception(
+                    "shard %d failed unexpectedly; it will be claimed again", shard.shard_index
+                )
+                await self._try(self.shard_work.release, job_id, shard.shard_index)
+                return
             if active.stop.is_set():  # finalisation fills in the shard's records as unprocessed
                 await self._try(self.shard_work.release, job_id, shard.shard_index)
                 return
