@@ -48,7 +48,8 @@ test-fast: install-dev
 	$(BIN)/pytest -m "not slow and not chaos_full and not load and not ray and not browser" -x -q
 
 bench: install-dev
-	$(BIN)/python bench/run_all.py
+	mkdir -p bench/results
+	$(BIN)/python bench/run_all.py --output bench/results/latest.jsonl
 
 clean:
 	rm -rf $(VENV) outcrop-data .mypy_cache .ruff_cache .pytest_cache

@@ -33,9 +33,22 @@ def input_shape(name: str) -> StructureShape:
     return shape
 
 
+# Patterns of the model that backtrack exponentially in Python's `re` (a jobName of "a", sixty
+# dashes and "_" would hold a worker, and the GIL, for years), each with an equivalent that runs
+# in linear time. Both accept the same values within the shape's length limits (checked too).
+LINEAR_EQUIVALENTS = {
+    r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}": r"[a-zA-Z0-9][a-zA-Z0-9\+\-\.]*",
+}
+
+
+def safe_pattern(pattern: str) -> str:
+    """The pattern to match with: the model's own, or its linear-time equivalent."""
+    return LINEAR_EQUIVALENTS.get(pattern, pattern)
+
+
 @functools.cache
 def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.ASCII)
+    return re.compile(safe_pattern(pattern), re.ASCII)
 
 
 def _render(value: Any) -> str:

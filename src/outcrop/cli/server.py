@@ -86,7 +86,8 @@ def serve(
         port=settings.port,
         log_level="warning",
         access_log=False,
-        # Oversized request heads are refused by the HTTP parser before any handler runs.
+        # h11, whose limit on an incomplete request head applies (httptools ignores it).
+        http="h11",
         h11_max_incomplete_event_size=settings.max_header_bytes,
         lifespan="on",
     )
@@ -181,7 +182,9 @@ def models(
 
     settings = build_settings(data_dir=data_dir, catalog=catalog)
     try:
-        models = ModelCatalog(Catalog.load(settings.catalog))
+        models = ModelCatalog(
+            Catalog.load(settings.catalog), allow_private=settings.allow_private_targets
+        )
         notes = models.check()
     except (CatalogError, CatalogFileError) as exc:
         err.print(f"[red]error:[/red] {exc}")

@@ -81,7 +81,9 @@ class _Worker:
 
         self.settings = Settings(**settings)
         self.storage: ObjectStore = open_object_store(self.settings)
-        self.models = ModelCatalog(Catalog.load(self.settings.catalog))
+        self.models = ModelCatalog(
+            Catalog.load(self.settings.catalog), allow_private=self.settings.allow_private_targets
+        )
 
     async def process(
         self,
