@@ -67,7 +67,11 @@ class OutcropServer:
         raise RuntimeError(f"outcrop serve did not become ready:\n{self.log()}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace")
+            if self.log_path and self.log_path.exists()
+            else ""
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -95,7 +99,9 @@ class OutcropServer:
             endpoint_url=self.endpoint,
             region_name=REGION,
             aws_access_key_id=overrides.pop("aws_access_key_id", creds["access_key_id"]),
-            aws_secret_access_key=overrides.pop("aws_secret_access_key", creds["secret_access_key"]),
+            aws_secret_access_key=overrides.pop(
+                "aws_secret_access_key", creds["secret_access_key"]
+            ),
             config=Config(retries={"max_attempts": 1}),
             **overrides,
         )
