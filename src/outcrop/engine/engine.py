@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,7 @@ class Engine:
         self._tasks: dict[str, asyncio.Task[None]] = {}  # validations, stops, finalisations
         self._active: dict[str, ActiveJob] = {}
         self._shard_tasks: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._manifest_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = threading.Event()
@@ -353,17 +355,20 @@ class Engine:
             partials = {index: tally.partial() for index, tally in active.in_flight.items()}
             if partials:
                 await asyncio.to_thread(self.shard_work.publish, job_id, partials)
-            if (
-                time.monotonic() - active.last_manifest >= self.settings.manifest_interval_s
-                and status in RUNNING
-            ):
+            due = time.monotonic() - active.last_manifest >= self.settings.manifest_interval_s
+            # Only while this engine has shards of the job running (then the job cannot be
+            # finalising), and never at the same time as a finalisation here: a progress
+            # manifest must not land on top of the final one.
+            if due and active.in_flight and status in RUNNING:
                 active.last_manifest = time.monotonic()
-                job = await asyncio.to_thread(self.work.store.get_job, job_id)
-                if job is not None:
-                    manifest = manifest_of(job.counts.total or 0, job.counts)
-                    await self._try(write_manifest, self.storage, active.ctx.layout, manifest)
+                async with self._manifest_locks[job_id]:
+                    job = await asyncio.to_thread(self.work.store.get_job, job_id)
+                    if job is not None and job.status in RUNNING:
+                        manifest = manifest_of(job.counts.total or 0, job.counts)
+                        await self._try(write_manifest, self.storage, active.ctx.layout, manifest)
             if not active.in_flight:
                 self._active.pop(job_id, None)
+                self._manifest_locks.pop(job_id, None)
 
     async def _finalize_ready(self) -> None:
         for job_id in await asyncio.to_thread(self.shard_work.finalizable_jobs, 5):
@@ -381,7 +386,8 @@ class Engine:
         if job is None or job.status not in RUNNING:
             return
         try:
-            finished = await asyncio.to_thread(finalize_job, self.work, self.storage, job)
+            async with self._manifest_locks[job_id]:
+                finished = await asyncio.to_thread(finalize_job, self.work, self.storage, job)
             self.storage_retry.succeeded(job_id)
             log.info("job finished: %s, %s of %s records processed",
                      finished.status.value, finished.counts.processed, finished.counts.total)  # fmt: skip

@@ -100,5 +100,8 @@ def finalize_job(work: WorkStore, storage: ObjectStore, job: Job) -> Job:
     else:
         target = JobStatus.COMPLETED
     finished = work.finish(job.job_id, target, counts)
+    # Once more now that the job is terminal: a progress manifest that another engine wrote
+    # while this one assembled cannot be the last word.
+    write_manifest(storage, layout, manifest_of(job.counts.total or 0, counts))
     work.set_parts_pending(job.job_id, False)
     return finished
