@@ -126,11 +126,8 @@ def worker(
     out.print(f"Outcrop worker running (database {settings.effective_database_url.split('@')[-1]})")
     try:
         while not done.wait(1.0):
-            if (
-                not engine.running.is_set()
-                and engine._thread is not None
-                and not engine._thread.is_alive()
-            ):
+            if not engine.alive():  # the engine thread died: exit so a supervisor restarts us
+                err.print("[red]error:[/red] the engine stopped; see the log")
                 raise typer.Exit(1)
     finally:
         runtime.close()
