@@ -49,7 +49,8 @@ class WebhookTarget:
             headers |= {"webhook-id": event["id"], "webhook-timestamp": str(int(time.time()))}
         try:
             # Re-checked at delivery time: a name may have been re-pointed since configuration.
-            await asyncio.to_thread(check_url, self.url, self.allow_private)
+            if not self.allow_private:  # with private targets allowed there is nothing to resolve
+                await asyncio.to_thread(check_url, self.url, self.allow_private)
             response = await self._client.post(self.url, content=body, headers=headers)
         except ForbiddenAddress as exc:
             raise DeliveryError(str(exc)) from None
