@@ -25,7 +25,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in handle if line.strip()]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.05) -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 60.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> Any:
     """Poll until `predicate()` is truthy; return its value. Polls a separate process's state."""
     deadline = time.monotonic() + timeout
     while True:
@@ -33,8 +38,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: floa
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)  # the polling interval of a condition, not a synchronisation
 
 
 def wait_for_terminal(bedrock: Any, job_arn: str, timeout: float = 120.0) -> dict[str, Any]:

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.acceptance.buckets import Buckets, open_buckets
+from tests.jobs import wait_for
 from tests.server import OutcropServer
 
 ECHO_MODEL = "outcrop.echo-v1"
@@ -28,8 +28,6 @@ TERMINAL = frozenset({"Completed", "PartiallyCompleted", "Failed", "Stopped", "E
 STATUS_ORDER = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
 PARTS_DIR = "_outcrop_parts/"
 MESSAGE_ID = re.compile(r"msg_[0-9a-f]{24}")
-
-T = TypeVar("T")
 
 
 # -- servers and buckets ------------------------------------------------------------------
@@ -138,23 +136,6 @@ def write_catalog(path: Path, models: dict[str, int]) -> Path:
 
 
 # -- polling ------------------------------------------------------------------------------
-
-
-def wait_for(
-    predicate: Callable[[], T | None],
-    timeout: float,
-    what: str = "condition",
-    interval: float = 0.02,
-) -> T:
-    """Poll `predicate` until it returns a truthy value (returned); fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)  # polling interval of the condition above, not a synchronisation
 
 
 # -- jobs ---------------------------------------------------------------------------------
