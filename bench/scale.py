@@ -131,6 +131,7 @@ def settings_env(args: argparse.Namespace, catalog: Path, database_url: str) -> 
         "OUTCROP_STORAGE": "local",
         "OUTCROP_CATALOG": str(catalog),
         "OUTCROP_SHARD_RECORDS": str(args.shard_records),
+        "OUTCROP_MAX_SHARD_RECORDS": str(args.shard_records),
         "OUTCROP_SHARD_CONCURRENCY": str(args.shard_concurrency),
         "OUTCROP_RECORD_CONCURRENCY": str(args.record_concurrency),
         **parse_env(args.env),

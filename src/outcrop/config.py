@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     max_jobs_in_progress: int = Field(4, ge=1)
     max_jobs_per_model: int = Field(2, ge=1)
     shard_records: int = Field(1000, ge=1)
+    max_shard_records: int = Field(10_000, ge=1)
     shard_concurrency: int = Field(4, ge=1)
     record_concurrency: int = Field(16, ge=1)
     lease_seconds: float = Field(15.0, gt=0)

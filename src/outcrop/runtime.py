@@ -75,6 +75,7 @@ class Runtime:
             max_jobs_in_progress=s.max_jobs_in_progress,
             max_jobs_per_model=s.max_jobs_per_model,
             shard_records=s.shard_records,
+            max_shard_records=s.max_shard_records,
             limits=Limits(
                 max_records_per_file=s.max_records_per_file,
                 max_records_per_job=s.max_records_per_job,

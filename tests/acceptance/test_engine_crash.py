@@ -71,6 +71,7 @@ def start_server(kind: str, deployments: Deployments, tmp: pytest.TempPathFactor
     return deployments.start(
         OUTCROP_CATALOG=str(catalog),
         OUTCROP_SHARD_RECORDS="100",
+        OUTCROP_MAX_SHARD_RECORDS="100",
         OUTCROP_SHARD_CONCURRENCY="2",
         OUTCROP_RECORD_CONCURRENCY="2",
         OUTCROP_PROGRESS_INTERVAL_S="0.1",

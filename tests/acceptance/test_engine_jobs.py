@@ -39,6 +39,7 @@ MAX_RECORDS_PER_JOB = 60
 def deployment(deployments: Deployments) -> Deployment:
     return deployments.start(
         OUTCROP_SHARD_RECORDS=str(SHARD_RECORDS),  # several shards per file
+        OUTCROP_MAX_SHARD_RECORDS=str(SHARD_RECORDS),
         OUTCROP_MAX_RECORDS_PER_FILE=str(MAX_RECORDS_PER_FILE),
         OUTCROP_MAX_RECORDS_PER_JOB=str(MAX_RECORDS_PER_JOB),
         OUTCROP_PROGRESS_INTERVAL_S="0.1",

@@ -48,6 +48,7 @@ def deployment(deployments: Deployments, tmp_path_factory: pytest.TempPathFactor
         OUTCROP_HOUR_SECONDS=str(HOUR_SECONDS),
         OUTCROP_MAX_JOBS_IN_PROGRESS="1",
         OUTCROP_SHARD_RECORDS=str(SHARD_RECORDS),
+        OUTCROP_MAX_SHARD_RECORDS=str(SHARD_RECORDS),
         OUTCROP_SHARD_CONCURRENCY="1",
         OUTCROP_RECORD_CONCURRENCY="1",
         OUTCROP_PROGRESS_INTERVAL_S="0.1",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.jobs import create_job, read_jsonl, wait_for_terminal, write_jsonl
-from tests.server import running_server
+import pytest
+
+from tests.jobs import create_job, read_jsonl, wait_for, wait_for_terminal, write_jsonl
+from tests.server import OutcropServer, running_server
 
 
 def test_a_job_on_the_process_executor_matches_the_in_process_one(tmp_path: Path) -> None:
@@ -29,6 +31,7 @@ def test_a_job_on_the_process_executor_matches_the_in_process_one(tmp_path: Path
         env = {
             "OUTCROP_EXECUTOR": executor,
             "OUTCROP_SHARD_RECORDS": "100",
+            "OUTCROP_MAX_SHARD_RECORDS": "100",
             "OUTCROP_PROCESS_WORKERS": "2",
         }
         with running_server(data, **env) as server:
@@ -48,3 +51,32 @@ def test_a_job_on_the_process_executor_matches_the_in_process_one(tmp_path: Path
         outputs[executor] = lines
     assert [r["recordId"] for r in outputs["process"]] == [f"r{i}" for i in range(700)]
     assert outputs["process"] == outputs["local"]
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_pool_workers_end_with_the_server(tmp_path: Path, how: str) -> None:
+    """SIGTERM stops the pool cleanly; after kill -9 the workers notice and exit by themselves."""
+    env = {"OUTCROP_EXECUTOR": "process", "OUTCROP_PROCESS_WORKERS": "2"}
+    server = OutcropServer(tmp_path / "data", env).start()
+    try:
+        assert server.process is not None
+        pid = server.process.pid
+        # The pool starts its workers with the engine; the resource tracker is a child too.
+        workers = wait_for(lambda: len(_children(pid)) >= 3 and _children(pid), what="workers")
+        assert all(_alive(child) for child in workers)
+    finally:
+        server.stop() if how == "stop" else server.kill()
+    wait_for(lambda: not any(_alive(child) for child in workers), timeout=30, what="no workers")

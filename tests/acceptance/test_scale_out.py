@@ -200,6 +200,7 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Single]:
                 "OUTCROP_STORAGE": "local",
                 "OUTCROP_CATALOG": str(catalog),
                 "OUTCROP_SHARD_RECORDS": "4",
+                "OUTCROP_MAX_SHARD_RECORDS": "4",
                 "OUTCROP_RECORD_CONCURRENCY": "2",  # ~40 records/s on the slow model: stoppable
                 "OUTCROP_PROGRESS_INTERVAL_S": "0.1",
                 "OUTCROP_MANIFEST_INTERVAL_S": "0.3",
@@ -372,6 +373,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "OUTCROP_EVENT_RULES": str(rules),
             "OUTCROP_LEASE_SECONDS": str(LEASE_SECONDS),
             "OUTCROP_SHARD_RECORDS": "100",
+            "OUTCROP_MAX_SHARD_RECORDS": "100",
             "OUTCROP_SHARD_CONCURRENCY": "2",
             "OUTCROP_RECORD_CONCURRENCY": "4",
             "OUTCROP_PROGRESS_INTERVAL_S": "0.1",

@@ -61,6 +61,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutcropServer]
         root / "data",
         OUTCROP_CATALOG=str(catalog),
         OUTCROP_SHARD_RECORDS="5",
+        OUTCROP_MAX_SHARD_RECORDS="5",
         OUTCROP_SHARD_CONCURRENCY="1",
         OUTCROP_RECORD_CONCURRENCY="1",
         OUTCROP_PROGRESS_INTERVAL_S="0.2",

@@ -376,6 +376,7 @@ def server_env(catalog: Path, **extra: str) -> dict[str, str]:
     return {
         "OUTCROP_CATALOG": str(catalog),
         "OUTCROP_SHARD_RECORDS": "50",
+        "OUTCROP_MAX_SHARD_RECORDS": "50",
         "OUTCROP_SHARD_CONCURRENCY": "2",
         "OUTCROP_RECORD_CONCURRENCY": "2",
         "OUTCROP_PROGRESS_INTERVAL_S": "0.1",

@@ -100,6 +100,7 @@ def test_concurrent_clients_while_four_jobs_run(
         "OUTCROP_CATALOG": str(catalog),
         "OUTCROP_RATE_LIMIT_RPS": "0",
         "OUTCROP_SHARD_RECORDS": "50",
+        "OUTCROP_MAX_SHARD_RECORDS": "50",
         "OUTCROP_SHARD_CONCURRENCY": "2",
         "OUTCROP_RECORD_CONCURRENCY": "4",
         "OUTCROP_MAX_JOBS_IN_PROGRESS": "8",

@@ -87,6 +87,7 @@ def ray_server(two_nodes: RayCluster, tmp_path: Path) -> Iterator[RayServer]:
             "OUTCROP_RAY_ACTORS": "2",
             "OUTCROP_RAY_ACTOR_CPUS": "0.5",
             "OUTCROP_SHARD_RECORDS": "200",
+            "OUTCROP_MAX_SHARD_RECORDS": "200",
             "OUTCROP_SHARD_CONCURRENCY": "4",
             "OUTCROP_RECORD_CONCURRENCY": "2",
             "RAY_USAGE_STATS_ENABLED": "0",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -52,3 +54,21 @@ class ModelCache:
 
 
 MODEL_CACHE = ModelCache()
+
+
+class ModelThread:
+    """The one thread that runs every call on a loaded model, in the order they come.
+
+    Two calls on one CPU model only compete for the same cores, HF fast tokenizers must not be
+    used from two threads at once, and OpenMP keeps a team of threads per calling thread. Callers
+    await a future here instead of each holding a thread of the event loop's shared pool while
+    they wait their turn: the engine needs those threads for storage and the database, and with
+    all of them parked behind the model, shard reads and part writes queued up and the model
+    sat idle between shards.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

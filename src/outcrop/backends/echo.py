@@ -63,18 +63,25 @@ def answer(request: InferenceRequest, latency_ms: int = 0) -> InferenceResponse 
     """The echo backend's answer to one request."""
     if request.kind == "embedding":
         return _embed(request, latency_ms)
+    words: list[str] | None = None
     if request.kind == "chat":
+        messages = request.messages
         text = ""
-        for message in reversed(request.messages):
+        for message in reversed(messages):
             if message.role == "user":
                 text = message.text
                 break
-        input_tokens = sum(len(m.text.split()) for m in request.messages)
+        if len(messages) == 1:  # the common single turn: split its text once for both counts
+            words = text.split()
+            input_tokens = len(words)
+        else:
+            input_tokens = sum(len(m.text.split()) for m in messages)
         if request.system:
             input_tokens += len(request.system.split())
     else:
         text = request.prompt or ""
-        input_tokens = len(text.split())
+        words = text.split()
+        input_tokens = len(words)
 
     stop_reason: StopReason = "end_turn"
     stop_sequence: str | None = None
@@ -85,9 +92,10 @@ def answer(request: InferenceRequest, latency_ms: int = 0) -> InferenceResponse 
             if 0 <= index < cut:
                 cut, stop_sequence = index, candidate
         if stop_sequence is not None:
-            text, stop_reason = text[:cut], "stop_sequence"
+            text, stop_reason, words = text[:cut], "stop_sequence", None
 
-    words = text.split()
+    if words is None:
+        words = text.split()
     limit = request.max_tokens
     if limit is not None and len(words) > limit:
         words = words[:limit]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from outcrop.backends._model_cache import MODEL_CACHE
+from outcrop.backends._model_cache import MODEL_CACHE, ModelThread
 from outcrop.backends.base import BackendUnavailable, CatalogError
 from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError
 
@@ -47,9 +46,7 @@ def _positive_int(options: dict[str, Any], name: str, default: int | None) -> in
 class _Loaded:
     model: SentenceTransformer
     dimension: int
-    # HF fast tokenizers are not safe to reconfigure from two threads at once ("Already
-    # borrowed"), and two forward passes on one CPU model only compete for the same cores.
-    lock: threading.Lock
+    thread: ModelThread  # every encode runs here, one at a time
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,7 @@ class SentenceTransformersBackend:
         dimension = model.get_embedding_dimension()
         if dimension is None:  # only for exotic models without a fixed output size
             raise CatalogError(f"backend '{NAME}': model at {self.path} has no fixed dimension")
-        return _Loaded(model, int(dimension), threading.Lock())
+        return _Loaded(model, int(dimension), ModelThread("outcrop-embed"))
 
     @property
     def _loaded(self) -> _Loaded:
@@ -166,23 +163,22 @@ class SentenceTransformersBackend:
     def _encode(self, loaded: _Loaded, texts: list[str]) -> _Encoded:
         import numpy as np
 
-        with loaded.lock:
-            vectors = loaded.model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=False,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            tokenizer = loaded.model.tokenizer
-            ids = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)
+        vectors = loaded.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=False,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        tokenizer = loaded.model.tokenizer
+        ids = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)
         counts = [len(row) for row in ids["input_ids"]]
         return _Encoded(np.asarray(vectors, dtype=np.float32), counts)
 
     async def invoke(
         self, requests: Sequence[InferenceRequest]
     ) -> list[InferenceResponse | RecordError]:
-        """Embed the batch in a worker thread; bad records get their own RecordError."""
+        """Embed the batch on the model's thread; bad records get their own RecordError."""
         cached = MODEL_CACHE.peek(self.cache_key)
         # Loading blocks for seconds on first use: keep it off the event loop too.
         loaded = (
@@ -199,7 +195,7 @@ class SentenceTransformersBackend:
             return [r for r in results if r is not None]
 
         started = time.perf_counter()
-        encoded = await asyncio.to_thread(self._encode, loaded, texts)
+        encoded = await loaded.thread.run(self._encode, loaded, texts)
         latency_ms = round((time.perf_counter() - started) * 1000)
 
         import numpy as np

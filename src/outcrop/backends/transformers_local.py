@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from outcrop.backends._model_cache import MODEL_CACHE
+from outcrop.backends._model_cache import MODEL_CACHE, ModelThread
 from outcrop.backends.base import BackendUnavailable, CatalogError, require_option
 from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError, StopReason
 
@@ -31,9 +30,8 @@ class _Loaded:
     tokenizer: PreTrainedTokenizerBase
     eos_ids: frozenset[int]
     context: int | None
-    # Held for a whole invoke: HF fast tokenizers are not safe to reconfigure from two threads,
-    # seeding is process-global, and two generate() calls on one model only fight for the CPU.
-    lock: threading.Lock
+    # Every invoke runs whole on this thread, one at a time: seeding is process-global too.
+    thread: ModelThread
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ class TransformersBackend:
             elif isinstance(source, list):
                 eos.update(source)
         context = getattr(model.config, "max_position_embeddings", None)
-        return _Loaded(model, tokenizer, frozenset(eos), context, threading.Lock())
+        return _Loaded(model, tokenizer, frozenset(eos), context, ModelThread("outcrop-generate"))
 
     @property
     def _loaded(self) -> _Loaded:
@@ -138,18 +136,18 @@ class TransformersBackend:
     async def invoke(
         self, requests: Sequence[InferenceRequest]
     ) -> list[InferenceResponse | RecordError]:
-        """Generate for the batch in a worker thread; bad records get their own RecordError."""
-        return await asyncio.to_thread(self._run, list(requests))
+        """Generate for the batch on the model's thread; bad records get their own RecordError."""
+        cached = MODEL_CACHE.peek(self.cache_key)
+        # Loading blocks for seconds on first use: keep it off the event loop too.
+        loaded = (
+            cached if isinstance(cached, _Loaded) else await asyncio.to_thread(lambda: self._loaded)
+        )
+        return await loaded.thread.run(self._run_batch, loaded, list(requests))
 
     async def aclose(self) -> None:
         """Nothing to release: the model stays cached for other jobs in this process."""
 
-    def _run(self, requests: list[InferenceRequest]) -> list[InferenceResponse | RecordError]:
-        loaded = self._loaded
-        with loaded.lock:
-            return self._run_locked(loaded, requests)
-
-    def _run_locked(
+    def _run_batch(
         self, loaded: _Loaded, requests: list[InferenceRequest]
     ) -> list[InferenceResponse | RecordError]:
         results: list[InferenceResponse | RecordError | None] = [None] * len(requests)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ from outcrop.cli.common import (
     err,
     out,
 )
+from outcrop.gc_tuning import settle as settle_gc
 from outcrop.logs import configure_logging
 
 LogFormat = Annotated[
@@ -92,10 +94,18 @@ def serve(
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises the signal that stopped it once it is done; with SIGTERM's default
+    # action that would end the process before the engine stops its shard workers.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    settle_gc()
     try:
         server.run()
     finally:
         runtime.close()
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signal.SIGTERM)
 
 
 @app.command()
@@ -107,7 +117,6 @@ def worker(
     log_level: LogLevel = None,
 ) -> None:
     """Run the job engine and event dispatcher only (no HTTP), until interrupted."""
-    import signal
     import threading
 
     settings = build_settings(
@@ -120,6 +129,7 @@ def worker(
     configure_logging(settings.log_format, settings.log_level)
     runtime = _runtime(settings)
     engine = _start_engine(runtime)
+    settle_gc()
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

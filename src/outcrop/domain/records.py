@@ -14,14 +14,15 @@ class RecordFormatError(ValueError):
     """A line that is not a valid batch record (a validation failure, reported with its line)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built for every record: slots, not frozen (see formats.base)
 class InputRecord:
     record_id: str
     model_input: dict[str, Any]
 
 
 def is_blank(line: bytes) -> bool:
-    return not line.strip()
+    # isspace() copies nothing (strip() copied every line); b"" is blank too.
+    return not line or line.isspace()
 
 
 def parse_line(line: bytes) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class EngineSettings:
     manifest_interval_s: float
     lease_seconds: float
     exclusive: bool  # the only engine on this database: take over leases at start
+    max_shard_records: int | None = None  # None: every shard has shard_records records
     max_validations: int = 2
     storage_retry_s: float = 120.0  # how long a job rides out failing storage
 
@@ -89,6 +90,9 @@ class Engine:
         self._manifest_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        # Set with _wake when the next pass must be a full tick; a shard that finishes only
+        # asks for a refill (claim more shards, finalise a finished job), which is far cheaper.
+        self._full_tick = True
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.running = threading.Event()
@@ -107,9 +111,14 @@ class Engine:
 
     def wake(self) -> None:
         """Ask the loop to look for work now (called from API threads after a change)."""
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(wake.set)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._request_tick)
+
+    def _request_tick(self) -> None:
+        self._full_tick = True
+        if self._wake is not None:
+            self._wake.set()
 
     def shutdown(self, timeout: float = 10.0) -> None:
         self._stopping.set()
@@ -132,13 +141,20 @@ class Engine:
         monitor = asyncio.create_task(self._monitor())
         self.running.set()
         try:
+            loop, next_tick = self._loop, 0.0
             while not self._stopping.is_set():
+                full = self._full_tick or loop.time() >= next_tick
                 try:
-                    await self._tick()
-                except Exception:  # the loop must survive anything one tick hits
+                    if full:
+                        self._full_tick = False
+                        next_tick = loop.time() + self.settings.poll_interval_s
+                        await self._tick()
+                    else:
+                        await self._refill()
+                except Exception:  # the loop must survive anything one pass hits
                     log.exception("engine tick failed")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - loop.time()))
                 self._wake.clear()
         finally:
             self.running.clear()
@@ -162,8 +178,7 @@ class Engine:
 
         def done(_t: asyncio.Task[None]) -> None:
             self._tasks.pop(job_id, None)
-            if self._wake is not None:
-                self._wake.set()
+            self._request_tick()
 
         task.add_done_callback(done)
 
@@ -208,6 +223,12 @@ class Engine:
                 layout = JobLayout.of(job.job_id, job.spec.input_s3_uri, job.spec.output_s3_uri)
                 await self._try(delete_parts, self.storage, layout)
                 await self._try(work.set_parts_pending, job.job_id, False)
+
+    async def _refill(self) -> None:
+        """After a shard finished: take more shards, and finalise a job with none left here."""
+        await self._claim_shards()
+        if any(not active.in_flight for active in self._active.values()):
+            await self._finalize_ready()
 
     async def _schedule(self) -> None:
         total, per_model = await asyncio.to_thread(self.work.in_progress_counts)
@@ -425,6 +446,7 @@ class Engine:
                     layout,
                     self.settings.limits,
                     self.settings.shard_records,
+                    self.settings.max_shard_records,
                 )
             except (StorageError, ValidationError) as exc:
                 await asyncio.to_thread(

@@ -10,12 +10,16 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
 from outcrop.engine.active import ActiveJob
 from outcrop.engine.shard import ShardContext, run_shard
+from outcrop.gc_tuning import settle as settle_gc
 from outcrop.storage.base import ObjectStore
 from outcrop.store.work import InputFile, Shard, ShardResult
 
@@ -33,22 +37,11 @@ class ShardExecutor(Protocol):
     async def aclose(self) -> None: ...
 
 
-def write_part(ctx: ShardContext, shard: Shard, lines: list[bytes]) -> None:
-    body = b"\n".join(lines) + b"\n" if lines else b""
-    ctx.storage.put_bytes(
-        ctx.layout.output_bucket, ctx.layout.part_key(shard.shard_index, ctx.owner), body
-    )
-
-
 class LocalExecutor:
     """Runs shards on this engine's event loop, with live per-record progress."""
 
     async def run(self, active: ActiveJob, shard: Shard) -> ShardResult:
-        lines, result = await run_shard(
-            active.ctx, shard, active.stop, active.in_flight[shard.shard_index]
-        )
-        await asyncio.to_thread(write_part, active.ctx, shard, lines)
-        return result
+        return await run_shard(active.ctx, shard, active.stop, active.in_flight[shard.shard_index])
 
     async def aclose(self) -> None:
         return None
@@ -111,9 +104,7 @@ class _Worker:
             unprocessed_message=lambda: "unprocessed",
             owner=job["owner"],
         )
-        the_shard = Shard(**shard)
-        lines, result = await run_shard(ctx, the_shard, asyncio.Event(), Tally())
-        await asyncio.to_thread(write_part, ctx, the_shard, lines)
+        result = await run_shard(ctx, Shard(**shard), asyncio.Event(), Tally())
         return (
             result.success,
             result.errors,
@@ -131,13 +122,36 @@ def _result(
     return ShardResult(success, errors, unprocessed, in_tokens, out_tokens)
 
 
+class _RayWorker(_Worker):
+    """A Ray actor's process is its own: settle its collector once the worker is built."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings)
+        settle_gc()
+
+
 _PROCESS_WORKER: tuple[_Worker, asyncio.AbstractEventLoop] | None = None
 
 
-def _init_process(settings: dict[str, Any]) -> None:
+def _init_process(settings: dict[str, Any], parent: int) -> None:
     global _PROCESS_WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine decides when the pool ends
+    # `parent` comes from the engine: by the time this runs the engine may already be gone.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _PROCESS_WORKER = (_Worker(settings), asyncio.new_event_loop())
+    settle_gc()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A pool worker must not outlive its engine: when the engine process is killed outright
+    nobody shuts the pool down, and the worker would otherwise wait for work forever."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _ready() -> None:
+    """Submitted once per worker at start, so that workers start (and import) before jobs come."""
 
 
 def _process_shard(
@@ -159,9 +173,13 @@ class ProcessExecutor:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_process,
-            initargs=(settings,),
+            initargs=(settings, os.getpid()),
         )
         self._record_concurrency = record_concurrency
+        # The pool starts a worker per submitted call while none is idle: one call each
+        # starts them all now, instead of inside the first job's time.
+        for _ in range(workers):
+            self._pool.submit(_ready)
 
     async def run(self, active: ActiveJob, shard: Shard) -> ShardResult:
         loop = asyncio.get_running_loop()
@@ -211,7 +229,7 @@ class RayExecutor:
             ray.init(
                 address=address, namespace="outcrop", log_to_driver=False, configure_logging=False
             )
-        actor_class: Any = ray.remote(_Worker).options(
+        actor_class: Any = ray.remote(_RayWorker).options(
             num_cpus=actor_cpus,
             max_restarts=-1,
             max_task_retries=3,

@@ -9,7 +9,7 @@ from outcrop.domain.jobs import Job, JobStatus, RecordCounts
 from outcrop.domain.records import Manifest, error_line
 from outcrop.engine.active import unprocessed_message
 from outcrop.engine.layout import JobLayout
-from outcrop.engine.shard import read_shard_records
+from outcrop.engine.shard import shard_records
 from outcrop.storage.base import ObjectStore
 from outcrop.store.work import InputFile, Shard, WorkStore
 
@@ -40,11 +40,14 @@ def assemble_outputs(
                         layout.part_key(shard.shard_index, shard.part_owner or ""),
                     )
                     continue
-                records = read_shard_records(storage, layout, file, shard)
-                unprocessed += len(records)
-                writer.write(
-                    b"".join(error_line(r, 408, unprocessed_message) + b"\n" for r in records)
-                )
+                block: list[bytes] = []
+                for record in shard_records(storage, layout, file, shard):
+                    block.append(error_line(record, 408, unprocessed_message) + b"\n")
+                    if len(block) == 1024:
+                        writer.write(b"".join(block))
+                        unprocessed, block = unprocessed + len(block), []
+                writer.write(b"".join(block))
+                unprocessed += len(block)
     return unprocessed
 
 

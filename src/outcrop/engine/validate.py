@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from outcrop.domain.records import BOM, RecordFormatError, is_blank, parse_line
 from outcrop.engine.layout import JobLayout
@@ -10,6 +10,11 @@ from outcrop.storage.base import ObjectStore, StorageError
 from outcrop.store.work import InputFile, Shard
 
 MAX_REPORTED_ERRORS = 10
+# A job is cut into about this many shards, each between shard_records and max_shard_records
+# records. Small jobs keep small shards (spread over engines, little recomputed after a crash);
+# large ones get larger shards, whose fixed costs (a lease, a part object, a row update) then
+# weigh little next to their records. A crash recomputes at most the shards in flight.
+TARGET_SHARDS = 32
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,11 @@ class ValidationOutcome:
 
 
 def validate_input(
-    storage: ObjectStore, layout: JobLayout, limits: Limits, shard_records: int
+    storage: ObjectStore,
+    layout: JobLayout,
+    limits: Limits,
+    shard_records: int,
+    max_shard_records: int | None = None,
 ) -> ValidationOutcome:
     """Read the job's input once; return its files and shard plan, or the first errors.
 
@@ -86,7 +95,27 @@ def validate_input(
         outcome.fail(
             f"the input has {job_records} records; at least {limits.min_records_per_job} are required"
         )
+    if outcome.error_count == 0:
+        largest = max(shard_records, max_shard_records or shard_records)
+        factor = job_records // (TARGET_SHARDS * shard_records)
+        outcome.shards = _coarsen(outcome.shards, max(1, min(factor, largest // shard_records)))
     return outcome
+
+
+def _coarsen(shards: list[Shard], factor: int) -> list[Shard]:
+    """Join every `factor` consecutive shards of one file into one."""
+    if factor == 1:
+        return shards
+    groups: list[list[Shard]] = []
+    for shard in shards:
+        if groups and groups[-1][0].file_index == shard.file_index and len(groups[-1]) < factor:
+            groups[-1].append(shard)
+        else:
+            groups.append([shard])
+    return [
+        replace(group[0], shard_index=index, record_count=sum(s.record_count for s in group))
+        for index, group in enumerate(groups)
+    ]
 
 
 def _validate_file(

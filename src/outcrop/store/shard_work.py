@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.engine import Connection
 
 from outcrop.domain.clock import to_us
@@ -15,6 +15,7 @@ from outcrop.store.tables import jobs, shards
 from outcrop.store.work import Shard, ShardResult, job_lease_free
 
 RUNNING = (JobStatus.IN_PROGRESS.value, JobStatus.STOPPING.value)
+COUNTERS = ("success_records", "error_records", "input_tokens", "output_tokens")
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class ShardWork:
                     output_tokens=0,
                 )
             )
-            self._recount(conn, job_id)
+            voided = [sum(getattr(r, name) for r in rows) for name in COUNTERS]
+            self._move_job_counters(conn, job_id, [-v for v in voided])
         return [
             Shard(r.shard_index, r.file_index, r.first_line, r.start_offset, r.record_count)
             for r in rows
@@ -123,25 +125,15 @@ class ShardWork:
                 )
 
     def publish(self, job_id: str, partials: dict[int, Partial]) -> None:
-        """Record in-flight progress of this engine's shards and refresh the job's counters."""
+        """Record in-flight progress of this engine's shards and move the job's counters."""
+        total = [0, 0, 0, 0]
         with self.store.writing() as conn:
             for index, p in partials.items():
-                conn.execute(
-                    update(shards)
-                    .where(
-                        shards.c.job_id == job_id,
-                        shards.c.shard_index == index,
-                        shards.c.done == 0,
-                        shards.c.lease_owner == self.owner,
-                    )
-                    .values(
-                        success_records=p.success,
-                        error_records=p.errors,
-                        input_tokens=p.input_tokens,
-                        output_tokens=p.output_tokens,
-                    )
-                )
-            self._recount(conn, job_id)
+                figures = (p.success, p.errors, p.input_tokens, p.output_tokens)
+                deltas = self._set_shard_counters(conn, job_id, index, figures)
+                total = [t + d for t, d in zip(total, deltas or (0, 0, 0, 0), strict=True)]
+            # The job row is locked last, once: shard rows before job rows in every transaction.
+            self._move_job_counters(conn, job_id, total)
 
     def complete(self, job_id: str, shard_index: int, result: ShardResult) -> bool:
         """Mark a shard durably done with this engine's part (already written) as its output.
@@ -149,29 +141,23 @@ class ShardWork:
         False if the shard is no longer this engine's (its lease ran out and another engine took
         it over): this engine's part is then simply never used.
         """
+        figures = (result.success, result.errors, result.input_tokens, result.output_tokens)
         with self.store.writing() as conn:
-            changed = conn.execute(
-                update(shards)
-                .where(
-                    shards.c.job_id == job_id,
-                    shards.c.shard_index == shard_index,
-                    shards.c.done == 0,
-                    shards.c.lease_owner == self.owner,
-                )
-                .values(
-                    done=1,
-                    part_owner=self.owner,
-                    success_records=result.success,
-                    error_records=result.errors,
-                    unprocessed_records=result.unprocessed,
-                    input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens,
-                    lease_owner=None,
-                    lease_expires_us=None,
-                )
-            ).rowcount
-            self._recount(conn, job_id)
-        return bool(changed)
+            deltas = self._set_shard_counters(
+                conn,
+                job_id,
+                shard_index,
+                figures,
+                done=1,
+                part_owner=self.owner,
+                unprocessed_records=result.unprocessed,
+                lease_owner=None,
+                lease_expires_us=None,
+            )
+            if deltas is None:
+                return False
+            self._move_job_counters(conn, job_id, deltas)
+            return True
 
     def release(self, job_id: str, shard_index: int) -> None:
         """Give an unfinished shard back (this engine is shutting down)."""
@@ -232,25 +218,53 @@ class ShardWork:
             ).rowcount
         return bool(changed)
 
+    # The job's counters are the sum of its shards' (live partials while a shard is leased, final
+    # figures once done). Every change to a shard's counters moves the job's by the difference,
+    # in the same transaction: constant work per change (a recount summed every shard of the
+    # job), and with PostgreSQL's row locks two engines' changes add up instead of racing.
+
+    def _set_shard_counters(
+        self,
+        conn: Connection,
+        job_id: str,
+        shard_index: int,
+        figures: tuple[int, int, int, int],
+        **changes: object,
+    ) -> list[int] | None:
+        """Set the counters of one of this engine's unfinished shards and return how much they
+        moved (for the job's counters); None if the shard is not ours."""
+        mine = and_(
+            shards.c.job_id == job_id,
+            shards.c.shard_index == shard_index,
+            shards.c.done == 0,
+            shards.c.lease_owner == self.owner,
+        )
+        stmt = select(*(shards.c[name] for name in COUNTERS)).where(mine)
+        if not self.store._sqlite:
+            stmt = stmt.with_for_update()
+        before = conn.execute(stmt).first()
+        if before is None:
+            return None
+        conn.execute(
+            update(shards)
+            .where(mine)
+            .values(**dict(zip(COUNTERS, figures, strict=True)), **changes)
+        )
+        return [new - old for new, old in zip(figures, before, strict=True)]
+
     @staticmethod
-    def _recount(conn: Connection, job_id: str) -> None:
-        sums = conn.execute(
-            select(
-                func.coalesce(func.sum(shards.c.success_records), 0),
-                func.coalesce(func.sum(shards.c.error_records), 0),
-                func.coalesce(func.sum(shards.c.input_tokens), 0),
-                func.coalesce(func.sum(shards.c.output_tokens), 0),
-            ).where(shards.c.job_id == job_id)
-        ).one()
-        success, errors, in_tok, out_tok = (int(v) for v in sums)
+    def _move_job_counters(conn: Connection, job_id: str, deltas: Sequence[int]) -> None:
+        success, errors, in_tokens, out_tokens = deltas
+        if not any(deltas):
+            return
         conn.execute(
             update(jobs)
             .where(jobs.c.job_id == job_id, jobs.c.status.in_(RUNNING))
             .values(
-                processed_records=success + errors,
-                success_records=success,
-                error_records=errors,
-                input_tokens=in_tok,
-                output_tokens=out_tok,
+                processed_records=jobs.c.processed_records + success + errors,
+                success_records=jobs.c.success_records + success,
+                error_records=jobs.c.error_records + errors,
+                input_tokens=jobs.c.input_tokens + in_tokens,
+                output_tokens=jobs.c.output_tokens + out_tokens,
             )
         )
