@@ -4,6 +4,10 @@ Outcrop's side is CreateModelInvocationJob to Completed on a fresh `outcrop serv
 settings: validation, scheduling, shards, part objects, the final `.out` file and the manifest.
 The floor reads the same input file line by line, parses it with orjson, builds the same echo
 answer and anthropic response, serialises the output record and writes it, in one tight loop.
+
+Each executor is measured against its own floor runs: `local` (the default: shards on the
+engine's event loop, one core) and `process` (OUTCROP_EXECUTOR=process: a pool of one worker per
+core); the headline is the better one, and both are reported. CPU seconds include pool workers.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from _common import (
     load_average,
     note,
     parse_env,
-    proc_cpu_s,
     running_server,
+    tree_cpu_s,
     wait_for_terminal,
     write_input,
 )
@@ -109,7 +113,11 @@ def measure(records: int, env: dict[str, str], work: Path, profile: Path | None)
     note("pipeline: outcrop")
     with running_server(data, env, profile) as server:
         client = server.client()
-        cpu_before = proc_cpu_s(server.pid)
+        # One call before the clock starts: boto3 loads its service model on the first call,
+        # a cost of the client's process start, not of the job (the floor's imports are not
+        # timed either).
+        client.list_model_invocation_jobs(maxResults=1)
+        cpu_before = tree_cpu_s(server.pid)
         started = time.perf_counter()
         arn = create_job(
             client,
@@ -119,7 +127,7 @@ def measure(records: int, env: dict[str, str], work: Path, profile: Path | None)
         )
         job, seen = wait_for_terminal(client, arn, started)
         outcrop_s = time.perf_counter() - started
-        outcrop_cpu_s = proc_cpu_s(server.pid) - cpu_before
+        outcrop_cpu_s = tree_cpu_s(server.pid) - cpu_before
     floor_after, floor_cpu_after = floor(input_path, floor_out)
     floor_s = (floor_before + floor_after) / 2
     floor_cpu_s = (floor_cpu_before + floor_cpu_after) / 2
@@ -145,7 +153,7 @@ def measure(records: int, env: dict[str, str], work: Path, profile: Path | None)
         "outcrop_records_per_s": round(outcrop_rate),
         "status_seen_at_s": seen,
         "ratio": round(ratio, 3),
-        "cpu_s": {"floor": round(floor_cpu_s, 3), "outcrop_server": round(outcrop_cpu_s, 3)},
+        "cpu_s": {"floor": round(floor_cpu_s, 3), "outcrop_with_workers": round(outcrop_cpu_s, 3)},
         "cpu_ratio": round(floor_cpu_s / outcrop_cpu_s, 3) if outcrop_cpu_s else None,
         "goal_ratio": GOAL_RATIO,
         "status": job["status"],
