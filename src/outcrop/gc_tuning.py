@@ -4,8 +4,8 @@ Running records allocates millions of short-lived containers (parsed lines, requ
 responses), and a shard keeps a thousand records' worth alive until its part is written. With
 CPython's defaults a young collection runs every 700 allocations, so each of those objects is
 traversed and promoted several times before its shard ends, and the full collections that follow
-walk every module, class and botocore model loaded at start-up as well. On the pipeline
-benchmark that was about a fifth of the engine's time per record.
+walk every module, class and botocore model loaded at start-up as well. In a profiling run
+of the shard path (not a benchmark) that was ~3 of ~14 µs per record.
 """
 
 from __future__ import annotations
