@@ -182,6 +182,58 @@ def test_model_is_loaded_once_per_process(embedder: SentenceTransformersBackend)
     assert first.model.max_seq_length == 64
 
 
+def test_forward_batches_spread_over_worker_threads_keep_record_order() -> None:
+    # Lengths vary so that sorting by length reorders them, and 40 texts make 3 batches of 16.
+    texts = [("word " * (n * 7 % 23)) + f"text {n}" for n in range(40)]
+    requests = [embed(t) for t in texts]
+    requests[5] = embed(texts[5], normalize=False)
+    requests[11] = embed(texts[11], dimensions=1024)  # fails alone, in its place
+    two = SentenceTransformersBackend.from_options({"batch_size": 16, "workers": 2})
+    spread = run(two, requests)
+    # The reference: encode() on the texts in their own order, and the tokenizer's own counts.
+    raw = two.model.encode(texts, batch_size=16, convert_to_numpy=True)
+    counts = [len(ids) for ids in two.model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    for n, result in enumerate(spread):
+        if n == 11:
+            assert result == RecordError(400, "dimensions: this model supports 384 only")
+            continue
+        assert isinstance(result, InferenceResponse) and result.embedding
+        expected = raw[n] if n == 5 else raw[n] / math.hypot(*raw[n])
+        assert max(abs(x - y) for x, y in zip(result.embedding, expected, strict=True)) < 1e-5
+        assert result.input_tokens == counts[n]
+    assert len({r.input_tokens for r in spread if isinstance(r, InferenceResponse)}) > 5
+
+
+def test_worker_replicas_share_weights_but_not_tokenizers() -> None:
+    backend = SentenceTransformersBackend.from_options({"workers": 3})
+    run(backend, [embed("load it")])
+    loaded = backend._loaded
+    assert len(loaded.replicas) == loaded.threads.count == 3
+    first, *others = (replica.model for replica in loaded.replicas)
+    for other in others:
+        assert other is not first
+        assert other.tokenizer is not first.tokenizer
+        pairs = zip(first.parameters(), other.parameters(), strict=True)
+        assert all(a.data_ptr() == b.data_ptr() for a, b in pairs)
+
+
+def test_token_counts_are_for_the_whole_text_beyond_the_model_limit(
+    embedder: SentenceTransformersBackend,
+) -> None:
+    (result,) = responses(run(embedder, [embed("cat " * 600)]))
+    assert embedder.model.max_seq_length == 256
+    assert result.input_tokens == 600
+
+
+def test_workers_default_to_one_per_cpu_thread_and_one_off_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert SentenceTransformersBackend.from_options({}).workers == 3
+    assert SentenceTransformersBackend.from_options({"device": "cuda"}).workers == 1
+    assert SentenceTransformersBackend.from_options({"device": "cuda", "workers": 2}).workers == 2
+
+
 def test_invoke_size_defaults_to_eight_forward_batches_and_can_be_set() -> None:
     assert SentenceTransformersBackend.from_options({"batch_size": 16}).max_batch_size == 128
     chosen = SentenceTransformersBackend.from_options({"batch_size": 16, "max_batch_size": 16})
@@ -195,6 +247,8 @@ def test_invoke_size_defaults_to_eight_forward_batches_and_can_be_set() -> None:
         {"model": "other-model"},
         {"batch_size": 0},
         {"max_batch_size": "many"},
+        {"workers": 0},
+        {"workers": True},
         {"path": "/nonexistent"},
     ],
 )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from outcrop.backends._model_cache import MODEL_CACHE, ModelThread
+from outcrop.backends._model_cache import MODEL_CACHE, ModelThreads, cpu_threads
 from outcrop.backends.base import BackendUnavailable, CatalogError, require_option
 from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordError, StopReason
 
@@ -31,7 +31,7 @@ class _Loaded:
     eos_ids: frozenset[int]
     context: int | None
     # Every invoke runs whole on this thread, one at a time: seeding is process-global too.
-    thread: ModelThread
+    thread: ModelThreads
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,13 @@ class _Prepared:
     max_new: int
     key: GroupKey
     stop_sequences: tuple[str, ...]
+
+
+def _use_every_cpu_thread() -> None:
+    # Set, not inherited: another model's threads may have lowered torch's count process-wide.
+    import torch
+
+    torch.set_num_threads(cpu_threads())
 
 
 class TransformersBackend:
@@ -124,7 +131,8 @@ class TransformersBackend:
             elif isinstance(source, list):
                 eos.update(source)
         context = getattr(model.config, "max_position_embeddings", None)
-        return _Loaded(model, tokenizer, frozenset(eos), context, ModelThread("outcrop-generate"))
+        thread = ModelThreads("outcrop-generate", setup=_use_every_cpu_thread)
+        return _Loaded(model, tokenizer, frozenset(eos), context, thread)
 
     @property
     def _loaded(self) -> _Loaded:
