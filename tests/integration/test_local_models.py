@@ -204,10 +204,20 @@ def test_forward_batches_spread_over_worker_threads_keep_record_order() -> None:
     assert len({r.input_tokens for r in spread if isinstance(r, InferenceResponse)}) > 5
 
 
-def test_worker_replicas_share_weights_but_not_tokenizers() -> None:
+def test_worker_replicas_share_weights_but_not_tokenizers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")  # read at load: 6 CPU threads shared by 3
     backend = SentenceTransformersBackend.from_options({"workers": 3})
     run(backend, [embed("load it")])
     loaded = backend._loaded
+
+    async def intra_op_threads() -> list[int]:
+        return await asyncio.gather(*(loaded.threads.run(torch.get_num_threads) for _ in range(3)))
+
+    assert asyncio.run(intra_op_threads()) == [2, 2, 2]
     assert len(loaded.replicas) == loaded.threads.count == 3
     first, *others = (replica.model for replica in loaded.replicas)
     for other in others:
@@ -225,11 +235,14 @@ def test_token_counts_are_for_the_whole_text_beyond_the_model_limit(
     assert result.input_tokens == 600
 
 
-def test_workers_default_to_one_per_cpu_thread_and_one_off_cpu(
+def test_workers_default_to_one_per_cpu_thread_up_to_four_and_one_off_cpu(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert SentenceTransformersBackend.from_options({}).workers == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # past the cap, CPUs become intra-op threads
+    assert SentenceTransformersBackend.from_options({}).workers == 4
+    assert SentenceTransformersBackend.from_options({"workers": 16}).workers == 16
     assert SentenceTransformersBackend.from_options({"device": "cuda"}).workers == 1
     assert SentenceTransformersBackend.from_options({"device": "cuda", "workers": 2}).workers == 2
 

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 
 NAME = "sentence-transformers"
 BUILTIN_MODEL = "all-minilm-l6-v2"
+# Each model thread holds the GIL for the Python between operators (about a quarter of a small
+# model's time on this project's machines), so beyond a few threads they would mostly wait on
+# each other; past this many, more CPUs become more intra-op threads per model thread instead.
+# Every thread also holds one forward batch's activations. Reasoned, not measured: the machines
+# here have two cores.
+MAX_DEFAULT_WORKERS = 4
 _OPTIONS = {
     "model",
     "path",
@@ -93,9 +99,9 @@ class SentenceTransformersBackend:
     `batch_size` is the forward-pass batch; `max_batch_size` (default: 8 x batch_size) is how many
     records one invoke takes. An invoke's texts are sorted by length and cut into forward
     batches, so that each batch pads little, and the batches go to `workers` model threads
-    (default on CPU: one per CPU thread, each with an equal share of the intra-op threads; on
-    other devices: one). Each thread has its own replica of the model's modules and tokenizer;
-    the weights are shared.
+    (default on CPU: one per CPU thread, at most MAX_DEFAULT_WORKERS, each with an equal share
+    of the intra-op threads; on other devices: one). Each thread has its own replica of the
+    model's modules and tokenizer; the weights are shared.
     """
 
     def __init__(
@@ -115,7 +121,9 @@ class SentenceTransformersBackend:
         self.max_batch_size = max_batch_size or 8 * batch_size
         self.device = device
         self.max_seq_length = max_seq_length
-        self.workers = workers or (cpu_threads() if device == "cpu" else 1)
+        self.workers = workers or (
+            min(cpu_threads(), MAX_DEFAULT_WORKERS) if device == "cpu" else 1
+        )
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SentenceTransformersBackend:
