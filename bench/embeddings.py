@@ -65,6 +65,7 @@ from _common import (
     wait_for_terminal,
 )
 from outcrop.backends._model_cache import cpu_threads
+from outcrop.backends.sentence_transformers import SentenceTransformersBackend
 
 GOAL_RATIO = 0.9
 MODEL_ID = "sentence-transformers.all-minilm-l6-v2"
@@ -136,14 +137,19 @@ def raw_side(texts: list[str], repeats: int) -> tuple[float, float]:
     return min(runs)
 
 
+def default_workers() -> int:
+    """How many model threads the built-in embedding model gets with default settings."""
+    return SentenceTransformersBackend.from_options({}).workers
+
+
 def raw_same_layout(texts: list[str], repeats: int) -> tuple[float, float]:
     """Like raw_side, but with encode() called the way Outcrop's backend calls it: texts sorted
-    by length and cut into forward batches, spread over one thread per CPU thread, each thread
+    by length and cut into forward batches, spread over as many threads as the backend uses by default, each thread
     with its own copy of the model's modules and tokenizer (the weights shared) and an equal
     share of the intra-op threads. Run it last: torch.set_num_threads() in a thread changes the
     count torch reports in threads started after it."""
     model = _raw_model()
-    workers = cpu_threads()
+    workers = default_workers()
     tensors = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
     replicas: queue.SimpleQueue[Any] = queue.SimpleQueue()
     replicas.put(model)
@@ -287,7 +293,7 @@ def measure(records: int, repeats: int, env: dict[str, str], work: Path) -> dict
         "env": env,  # OUTCROP_* overrides of the server's defaults; {} for the headline
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "torch_threads": torch.get_num_threads(),
-        "model_threads": cpu_threads(),
+        "model_threads": default_workers(),
         "cpu_count": os.cpu_count(),
         "load_average": [load_before, load_after],
         "raw_s": [round(raw_before, 3), round(raw_after, 3)],

@@ -227,6 +227,21 @@ def test_worker_replicas_share_weights_but_not_tokenizers(
         assert all(a.data_ptr() == b.data_ptr() for a, b in pairs)
 
 
+def test_a_model_that_cannot_be_copied_runs_on_one_thread(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(_: object) -> object:
+        raise TypeError("cannot pickle 'Handle' object")
+
+    monkeypatch.setattr("outcrop.backends.sentence_transformers._replica_of", refuse)
+    backend = SentenceTransformersBackend.from_options({"workers": 5})
+    texts = [f"sentence {n}" for n in range(40)]
+    results = responses(run(backend, [embed(t) for t in texts]))
+    assert len(results) == 40
+    assert backend._loaded.threads.count == 1
+    assert "cannot copy the model for 5 threads" in caplog.text
+
+
 def test_token_counts_are_for_the_whole_text_beyond_the_model_limit(
     embedder: SentenceTransformersBackend,
 ) -> None:

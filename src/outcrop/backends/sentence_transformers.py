@@ -6,6 +6,7 @@ import asyncio
 import copy
 import functools
 import itertools
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,8 @@ from outcrop.formats.base import InferenceRequest, InferenceResponse, RecordErro
 if TYPE_CHECKING:
     import numpy as np
     from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
 
 NAME = "sentence-transformers"
 BUILTIN_MODEL = "all-minilm-l6-v2"
@@ -180,16 +183,18 @@ class SentenceTransformersBackend:
         dimension = model.get_embedding_dimension()
         if dimension is None:  # only for exotic models without a fixed output size
             raise CatalogError(f"backend '{NAME}': model at {self.path} has no fixed dimension")
-        # Replicas share every tensor (deepcopy's memo maps each to itself) and copy the rest,
-        # the tokenizer included.
-        tensors = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
-        models = [model] + [copy.deepcopy(model, dict(tensors)) for _ in range(self.workers - 1)]
+        models = [model]
+        try:
+            models += [_replica_of(model) for _ in range(self.workers - 1)]
+        except Exception as exc:  # a model with state that cannot be copied: one thread for all
+            log.warning("%s: cannot copy the model for %s threads (%s); using one", NAME,
+                        self.workers, exc)  # fmt: skip
         replicas = tuple(_Replica(m, _token_counter(m)) for m in models)
         setup = None
         if self.device == "cpu":
-            intra_op = max(1, cpu_threads() // self.workers)
+            intra_op = max(1, cpu_threads() // len(replicas))
             setup = functools.partial(_set_intra_op_threads, intra_op)
-        threads = ModelThreads("outcrop-embed", self.workers, setup)
+        threads = ModelThreads("outcrop-embed", len(replicas), setup)
         return _Loaded(replicas, int(dimension), threads)
 
     @property
@@ -281,6 +286,13 @@ class SentenceTransformersBackend:
 
     async def aclose(self) -> None:
         """Nothing to release: the model stays cached for other jobs in this process."""
+
+
+def _replica_of(model: SentenceTransformer) -> SentenceTransformer:
+    """A copy of the model's modules and tokenizer that shares every tensor with it (deepcopy's
+    memo maps each tensor to itself)."""
+    tensors = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
+    return copy.deepcopy(model, tensors)
 
 
 def _set_intra_op_threads(count: int) -> None:
