@@ -50,6 +50,7 @@ class OutcropWorker:
         self.log_path = self.data_dir.parent / f"{self.name}.log"
         env = outcrop_env(self.env)
         env.setdefault("OUTCROP_POLL_INTERVAL_S", "0.05")
+        env.setdefault("OUTCROP_IDLE_POLL_INTERVAL_S", "0.2")
         cmd = [sys.executable, "-m", "outcrop", "worker", "--data-dir", str(self.data_dir)]
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -47,6 +47,7 @@ class OutcropServer:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         env = {**os.environ, **self.env}
         env.setdefault("OUTCROP_POLL_INTERVAL_S", "0.05")
+        env.setdefault("OUTCROP_IDLE_POLL_INTERVAL_S", "0.2")
         cmd = [
             sys.executable, "-m", "outcrop", "serve",
             "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(self.data_dir),

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(0.5, gt=0)
     manifest_interval_s: float = Field(5.0, gt=0)
     poll_interval_s: float = Field(0.2, gt=0)
+    idle_poll_interval_s: float = Field(1.0, gt=0)  # the longest poll wait once idle
     storage_retry_s: float = Field(120.0, ge=0)  # 0: the first storage fault fails the job
 
     # Events

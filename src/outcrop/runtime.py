@@ -89,6 +89,7 @@ class Runtime:
             progress_interval_s=s.progress_interval_s,
             manifest_interval_s=s.manifest_interval_s,
             poll_interval_s=s.poll_interval_s,
+            idle_poll_interval_s=s.idle_poll_interval_s,
             lease_seconds=s.lease_seconds,
             storage_retry_s=s.storage_retry_s,
             exclusive=self.db.dialect.name == "sqlite",
@@ -206,6 +207,7 @@ class Runtime:
                 # long enough for one attempt at the slowest target (webhook timeout 10 s)
                 lease_seconds=max(s.lease_seconds, 30.0),
                 poll_interval_s=s.poll_interval_s,
+                idle_poll_interval_s=s.idle_poll_interval_s,
                 concurrency=s.event_concurrency,
             ),
             self.metrics,

@@ -33,6 +33,7 @@ from outcrop.engine.validate import Limits, validate_input
 from outcrop.errors import ConflictError, ValidationError
 from outcrop.logs import job_id_var
 from outcrop.metrics import Metrics
+from outcrop.polling import PollInterval
 from outcrop.storage.base import ObjectStore, StorageError
 from outcrop.store.shard_work import ShardWork
 from outcrop.store.work import Shard, WorkStore
@@ -58,6 +59,7 @@ class EngineSettings:
     max_shard_records: int | None = None  # None: every shard has shard_records records
     max_validations: int = 2
     storage_retry_s: float = 120.0  # how long a job rides out failing storage
+    idle_poll_interval_s: float | None = None  # None: never slower than poll_interval_s
 
     @property
     def shard_slots(self) -> int:
@@ -142,13 +144,20 @@ class Engine:
         self.running.set()
         try:
             loop, next_tick = self._loop, 0.0
+            settings = self.settings
+            polls = PollInterval(
+                settings.poll_interval_s, settings.idle_poll_interval_s or settings.poll_interval_s
+            )
             while not self._stopping.is_set():
                 full = self._full_tick or loop.time() >= next_tick
                 try:
                     if full:
                         self._full_tick = False
-                        next_tick = loop.time() + self.settings.poll_interval_s
+                        next_tick = loop.time() + settings.poll_interval_s
                         await self._tick()
+                        # Idle: nothing of this engine's runs, so the pass found nothing new.
+                        busy = bool(self._tasks or self._shard_tasks)
+                        next_tick = loop.time() + polls.after(busy)
                     else:
                         await self._refill()
                 except Exception:  # the loop must survive anything one pass hits
@@ -364,6 +373,8 @@ class Engine:
                 log.exception("engine monitor pass failed")
 
     async def _monitor_once(self) -> None:
+        if not self._active and not self._shard_tasks:
+            return  # nothing to publish or renew: no database round trips while idle
         statuses = await asyncio.to_thread(self.work.status_of, list(self._active))
         keys = list(self._shard_tasks)
         await asyncio.to_thread(self.shard_work.renew, keys)

@@ -14,6 +14,7 @@ from outcrop.domain.clock import to_us, utcnow
 from outcrop.events.rules import RuleSet
 from outcrop.events.targets import DeliveryError
 from outcrop.metrics import Metrics
+from outcrop.polling import PollInterval
 from outcrop.store.outbox import Delivery, OutboxStore
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class DispatcherSettings:
     lease_seconds: float
     poll_interval_s: float
     concurrency: int
+    idle_poll_interval_s: float | None = None  # None: never slower than poll_interval_s
 
 
 class Dispatcher:
@@ -70,15 +72,22 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         try:
+            settings = self.settings
+            polls = PollInterval(
+                settings.poll_interval_s, settings.idle_poll_interval_s or settings.poll_interval_s
+            )
             while not self._stop.is_set():
                 busy = False
                 try:
                     busy = await self._pass()
                 except Exception:
                     log.exception("event dispatch pass failed")
+                wait = polls.after(busy)
                 if not busy:
+                    # New events of this process wake it; only retries coming due and other
+                    # processes' events wait for the poll.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+                        await asyncio.wait_for(self._wake.wait(), wait)
                     self._wake.clear()
         finally:
             await self.rules.aclose()
