@@ -29,6 +29,7 @@ KNOWN: dict[str, list[str]] = {
     "embeddings": [],
     "events": [],
     "scale": [],
+    "idle": [],
 }
 
 # The figure a reader wants first from each benchmark, as (label, key path).
@@ -40,6 +41,7 @@ HEADLINES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "embeddings": [("ratio", ("ratio",))],
     "events": [("ratio", ("ratio",))],
     "scale": [("two/one", ("ratio",)), ("ray/one", ("ratio_ray_to_one",))],
+    "idle": [("cpu %", ("cpu_percent",)), ("before %", ("cpu_percent_constant_polling",))],
 }
 GENERIC_KEYS = ("ratio", "best_ratio", "median_s", "peak_rss_mb", "records_per_s")
 
