@@ -153,11 +153,8 @@ class Engine:
                 try:
                     if full:
                         self._full_tick = False
-                        next_tick = loop.time() + settings.poll_interval_s
-                        await self._tick()
-                        # Idle: nothing of this engine's runs, so the pass found nothing new.
-                        busy = bool(self._tasks or self._shard_tasks)
-                        next_tick = loop.time() + polls.after(busy)
+                        next_tick = loop.time() + settings.poll_interval_s  # if the pass fails
+                        next_tick = loop.time() + polls.after(await self._tick())
                     else:
                         await self._refill()
                 except Exception:  # the loop must survive anything one pass hits
@@ -200,12 +197,20 @@ class Engine:
 
     # -- one pass ------------------------------------------------------------------------
 
-    async def _tick(self) -> None:
+    async def _tick(self) -> bool:
+        """One pass over everything the engine polls for; True if it found anything to do.
+
+        What this engine finishes wakes it (a shard refills, a task's end asks for a pass), so a
+        pass that starts nothing only looked for other processes' work: the poll backs off.
+        """
         work = self.work
+        started = (set(self._tasks), set(self._shard_tasks))
+        found = False
         await asyncio.to_thread(work.renew, [key.split(":", 1)[1] for key in self._tasks])
         waiting = frozenset({JobStatus.SUBMITTED, JobStatus.VALIDATING, JobStatus.SCHEDULED})
         for job_id in await asyncio.to_thread(work.expired_waiting_jobs):
             if job_id not in self._tasks:
+                found = True
                 await self._try(
                     work.store.transition, job_id, JobStatus.EXPIRED, None, expected=waiting
                 )
@@ -220,18 +225,23 @@ class Engine:
                     self._validate(job, restart=job.status == JobStatus.VALIDATING),
                 )
         for job in await asyncio.to_thread(work.claim_jobs, [JobStatus.STOPPING], 20):
+            found = True
             if not await asyncio.to_thread(self._ever_ran, job):
                 self._spawn(f"s:{job.job_id}", self._stop_unstarted(job))
             else:
                 await asyncio.to_thread(work.release, job.job_id)  # finalisation handles it
-        await self._schedule()
+        found = await self._schedule() or found
         await self._claim_shards()
         await self._finalize_ready()
         for job in await asyncio.to_thread(work.jobs_with_parts_pending):
             if f"f:{job.job_id}" not in self._tasks:
+                found = True
                 layout = JobLayout.of(job.job_id, job.spec.input_s3_uri, job.spec.output_s3_uri)
                 await self._try(delete_parts, self.storage, layout)
                 await self._try(work.set_parts_pending, job.job_id, False)
+        return (
+            found or not set(self._tasks) <= started[0] or not set(self._shard_tasks) <= started[1]
+        )
 
     async def _refill(self) -> None:
         """After a shard finished: take more shards, and finalise a job with none left here."""
@@ -239,11 +249,13 @@ class Engine:
         if any(not active.in_flight for active in self._active.values()):
             await self._finalize_ready()
 
-    async def _schedule(self) -> None:
+    async def _schedule(self) -> bool:
+        """Start scheduled jobs while there is room; True if any started."""
         total, per_model = await asyncio.to_thread(self.work.in_progress_counts)
         free = self.settings.max_jobs_in_progress - total
         if free <= 0:
-            return
+            return False
+        started = False
         for job in await asyncio.to_thread(self.work.scheduled_jobs, 200):
             if free <= 0:
                 break
@@ -251,8 +263,9 @@ class Engine:
                 continue  # later jobs of other models may still start (per-model limit)
             if await self._try(self.work.start_job, job.job_id) is None:
                 continue
-            free -= 1
+            started, free = True, free - 1
             per_model[job.spec.model_id] = per_model.get(job.spec.model_id, 0) + 1
+        return started
 
     # -- shards ----------------------------------------------------------------------------
 
