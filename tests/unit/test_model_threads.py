@@ -47,7 +47,7 @@ def test_setup_runs_once_in_each_thread_before_its_first_call() -> None:
     async def main() -> list[int]:
         first = await asyncio.gather(threads.run(call), threads.run(call))
         together.reset()
-        return first + await asyncio.gather(threads.run(call), threads.run(call))
+        return [*first, *await asyncio.gather(threads.run(call), threads.run(call))]
 
     idents = asyncio.run(main())
     assert sorted(ready) == sorted(set(idents))
@@ -79,3 +79,20 @@ def test_cpu_threads_without_a_usable_omp_num_threads_is_the_cpus_we_may_use(
 ) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", value)
     assert cpu_threads() == len(os.sched_getaffinity(0))
+
+
+def test_token_counts_fall_back_to_a_tokenizer_without_a_rust_core() -> None:
+    from outcrop.backends.sentence_transformers import _token_counter
+
+    class WordTokenizer:  # a "slow" tokenizer: callable, no backend_tokenizer
+        def __call__(
+            self, texts: list[str], add_special_tokens: bool, return_attention_mask: bool
+        ) -> dict[str, list[list[int]]]:
+            assert not add_special_tokens and not return_attention_mask
+            return {"input_ids": [list(range(len(t.split()))) for t in texts]}
+
+    class Model:
+        tokenizer = WordTokenizer()
+
+    count = _token_counter(Model())  # type: ignore[arg-type]
+    assert count(["one", "two words", "and three words"]) == [1, 2, 3]
