@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
 from outcrop.engine.active import ActiveJob
+from outcrop.engine.progress import Tally
 from outcrop.engine.shard import ShardContext, run_shard
 from outcrop.gc_tuning import settle as settle_gc
 from outcrop.storage.base import ObjectStore
@@ -86,7 +87,6 @@ class _Worker:
         record_concurrency: int,
     ) -> tuple[int, int, int, int, int]:
         from outcrop.engine.layout import JobLayout
-        from outcrop.engine.progress import Tally
 
         entry = self.models.entry(job["model_id"])
         if entry is None:
@@ -118,7 +118,7 @@ def _result(
     figures: tuple[int, int, int, int, int], active: ActiveJob, shard: Shard
 ) -> ShardResult:
     success, errors, unprocessed, in_tokens, out_tokens = figures
-    active.in_flight[shard.shard_index].add(success, errors, in_tokens, out_tokens)
+    active.in_flight[shard.shard_index].add(Tally(success, errors, in_tokens, out_tokens))
     return ShardResult(success, errors, unprocessed, in_tokens, out_tokens)
 
 

@@ -1,4 +1,5 @@
-"""Live progress of one shard in flight, published to the store by the engine's monitor."""
+"""Record counters: a micro-batch's, a shard's written so far, and the live progress of a shard
+in flight that the engine's monitor publishes to the store."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ class Tally:
     input_tokens: int = 0
     output_tokens: int = 0
 
-    def add(self, success: int, errors: int, input_tokens: int, output_tokens: int) -> None:
-        self.success += success
-        self.errors += errors
-        self.input_tokens += input_tokens
-        self.output_tokens += output_tokens
+    def add(self, other: Tally) -> None:
+        self.success += other.success
+        self.errors += other.errors
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
 
     def partial(self) -> Partial:
         return Partial(self.success, self.errors, self.input_tokens, self.output_tokens)

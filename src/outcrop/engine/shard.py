@@ -77,25 +77,11 @@ def shard_records(
 
 
 @dataclass
-class _Figures:
-    success: int = 0
-    errors: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def add(self, other: _Figures) -> None:
-        self.success += other.success
-        self.errors += other.errors
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-
-
-@dataclass
 class _Segment:
     """Consecutive records of a shard that go to the backend as one micro-batch."""
 
     records: list[InputRecord]
-    task: asyncio.Task[tuple[list[bytes], _Figures]]
+    task: asyncio.Task[tuple[list[bytes], Tally]]
 
 
 class _Reader:
@@ -177,10 +163,10 @@ class _Part:
 
 async def _run_segment(
     ctx: ShardContext, records: list[InputRecord], tally: Tally
-) -> tuple[list[bytes], _Figures]:
+) -> tuple[list[bytes], Tally]:
     """Parse, invoke and render one micro-batch; every record gets its output or error line."""
     lines: list[bytes | None] = [None] * len(records)
-    figures = _Figures()
+    figures = Tally()
     batch: list[tuple[int, InferenceRequest]] = []
     for i, record in enumerate(records):
         try:
@@ -209,7 +195,7 @@ async def _run_segment(
                 assert isinstance(result, RecordError)
                 lines[i] = error_line(record, result.error_code, result.message)
                 figures.errors += 1
-    tally.add(figures.success, figures.errors, figures.input_tokens, figures.output_tokens)
+    tally.add(figures)
     if ctx.metrics is not None:
         ctx.metrics.record_batch(
             ctx.model_id,
@@ -236,7 +222,7 @@ async def run_shard(
         )
     )
     segments: deque[_Segment] = deque()
-    written = _Figures()
+    written = Tally()
     unprocessed = 0
     stopper = asyncio.ensure_future(stop.wait())
 
