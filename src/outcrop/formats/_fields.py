@@ -50,6 +50,8 @@ def req_str(obj: dict[str, Any], key: str, prefix: str = "") -> str:
 def req_list(obj: dict[str, Any], key: str, prefix: str = "") -> list[Any]:
     """A required, non-empty list."""
     value = obj.get(key)
+    if type(value) is list and value:  # the common case first: these run for every record
+        return value
     if value is None:
         fail(at(prefix, key), "field required")
     if not isinstance(value, list):
@@ -70,6 +72,9 @@ def opt_int(obj: dict[str, Any], key: str, prefix: str = "", *, minimum: int) ->
 
 
 def req_int(obj: dict[str, Any], key: str, prefix: str = "", *, minimum: int) -> int:
+    value = obj.get(key)
+    if type(value) is int and value >= minimum:  # the common case, without opt_int's call
+        return value
     value = opt_int(obj, key, prefix, minimum=minimum)
     if value is None:
         fail(at(prefix, key), "field required")

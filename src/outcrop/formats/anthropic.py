@@ -20,16 +20,11 @@ class AnthropicMessages:
 
     def parse(self, body: dict[str, Any]) -> InferenceRequest:
         body = f.body_object(body)
-        # Each check tests the common valid case inline and leaves naming the fault to _fields.
         if body.get("anthropic_version") != ANTHROPIC_VERSION:
-            f.req_str(body, "anthropic_version")
+            f.req_str(body, "anthropic_version")  # names a missing or non-string field first
             f.fail("anthropic_version", f"must be '{ANTHROPIC_VERSION}'")
-        max_tokens = body.get("max_tokens")
-        if type(max_tokens) is not int or max_tokens < 1:
-            max_tokens = f.req_int(body, "max_tokens", minimum=1)
-        raw_messages = body.get("messages")
-        if type(raw_messages) is not list or not raw_messages:
-            raw_messages = f.req_list(body, "messages")
+        max_tokens = f.req_int(body, "max_tokens", minimum=1)
+        raw_messages = f.req_list(body, "messages")
         messages: list[ChatMessage] = []
         expected: f.Role = "user"
         for i, raw in enumerate(raw_messages):
