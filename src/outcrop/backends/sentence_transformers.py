@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 NAME = "sentence-transformers"
 BUILTIN_MODEL = "all-minilm-l6-v2"
 # Each model thread holds the GIL for the Python between operators (about a quarter of a small
-# model's time on this project's machines), so beyond a few threads they would mostly wait on
+# model's time in a profiling run here, not a benchmark), so beyond a few threads they would mostly wait on
 # each other; past this many, more CPUs become more intra-op threads per model thread instead.
 # Every thread also holds one forward batch's activations. Reasoned, not measured: the machines
 # here have two cores.

@@ -9,7 +9,7 @@ from outcrop.domain.jobs import Job, JobStatus, RecordCounts
 from outcrop.domain.records import Manifest, error_line
 from outcrop.engine.active import unprocessed_message
 from outcrop.engine.layout import JobLayout
-from outcrop.engine.shard import shard_records
+from outcrop.engine.shard import READ_BLOCK, shard_records
 from outcrop.storage.base import ObjectStore
 from outcrop.store.work import InputFile, Shard, WorkStore
 
@@ -43,7 +43,7 @@ def assemble_outputs(
                 block: list[bytes] = []
                 for record in shard_records(storage, layout, file, shard):
                     block.append(error_line(record, 408, unprocessed_message) + b"\n")
-                    if len(block) == 1024:
+                    if len(block) == READ_BLOCK:
                         writer.write(b"".join(block))
                         unprocessed, block = unprocessed + len(block), []
                 writer.write(b"".join(block))
